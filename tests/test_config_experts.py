@@ -1,0 +1,69 @@
+import pytest
+
+from leeroo_lib.config import available_profiles, load_profile
+from leeroo_lib.experts import accuracy_table, expert_costs, get_experts, load_experts
+from leeroo_lib.splits import make_splits, split_index
+
+
+def test_profiles_exist():
+    assert {"smoke", "cpu", "paper"} <= set(available_profiles())
+
+
+def test_unknown_profile_is_named_with_choices():
+    with pytest.raises(ValueError, match=r"unknown profile 'huge'.*cpu, paper, smoke"):
+        load_profile("huge")
+
+
+def test_profile_comes_from_environment(monkeypatch):
+    monkeypatch.setenv("LEEROO_PROFILE", "smoke")
+    assert load_profile().name == "smoke"
+    monkeypatch.delenv("LEEROO_PROFILE")
+    assert load_profile().name == "cpu"
+
+
+def test_gpu_profile_without_gpu_says_so():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+        load_profile("paper")
+
+
+def test_smoke_outputs_never_land_on_cpu_outputs():
+    assert load_profile("smoke").output_root != load_profile("cpu").output_root
+
+
+def test_missing_artifact_names_the_notebook(tmp_path):
+    cfg = load_profile("smoke")
+    cfg = type(cfg)(name="smoke", settings={**cfg.settings, "output_dir": str(tmp_path)})
+    with pytest.raises(FileNotFoundError, match="01_expert_scoring"):
+        cfg.require("score_matrix")
+
+
+def test_catalog_has_the_13_recorded_experts(recorded):
+    catalog = load_experts()
+    assert {e.name for e in catalog} == set(recorded.columns)
+    costs = expert_costs(catalog)
+    assert costs["openai/gpt-4-1106-preview"] == 20.0 and costs.min() == 0.2
+
+
+def test_unknown_expert_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown expert\(s\) \['gpt-5'\].*mistralai/Mistral-7B-v0.1"):
+        get_experts(["gpt-5"])
+
+
+def test_accuracy_table_matches_provenance(recorded):
+    table = accuracy_table(recorded, load_experts()).set_index("expert")
+    assert table.loc["openai/gpt-4-1106-preview", "accuracy"] == pytest.approx(0.81, abs=0.005)
+    assert table.loc["mistralai/Mixtral-8x7B-Instruct-v0.1", "n_questions"] == 13_042
+
+
+def test_splits_are_seeded_stratified_and_test_is_fully_scored(recorded):
+    a = make_splits(recorded, test_fraction=0.4, seed=0)
+    assert a.equals(make_splits(recorded, test_fraction=0.4, seed=0))
+    assert not a.equals(make_splits(recorded, test_fraction=0.4, seed=1))
+    test = split_index(a, "test")
+    assert recorded.loc[test].notna().all().all()
+    assert len(test) == pytest.approx(0.4 * 5_183, abs=2)
+    assert a[a["split"] == "test"]["subject"].nunique() == recorded.dropna().index.get_level_values(0).nunique()
