@@ -70,3 +70,17 @@ def accuracy_table(scores: pd.DataFrame, catalog: list[Expert]) -> pd.DataFrame:
         "n_questions": scores.notna().sum().values,
         "protocol": [e.protocol for e in experts],
     }).sort_values("cost_per_1m_usd", kind="stable").reset_index(drop=True)
+
+
+POOLS = {
+    "open": lambda e: e.access == "open",  # the paper's Leeroo (opensource)
+    "mix": lambda e: True,                 # Leeroo (mix): GPT-4 in the pool as well
+}
+
+
+def pool_experts(pool: str, catalog: list[Expert] | None = None) -> list[str]:
+    """Names of the recorded experts in a routing pool ('open' or 'mix')."""
+    if pool not in POOLS:
+        raise ValueError(f"unknown pool '{pool}': use one of {sorted(POOLS)}")
+    catalog = load_experts() if catalog is None else catalog
+    return [e.name for e in catalog if POOLS[pool](e)]

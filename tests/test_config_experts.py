@@ -1,7 +1,7 @@
 import pytest
 
 from leeroo_lib.config import available_profiles, load_profile
-from leeroo_lib.experts import accuracy_table, expert_costs, get_experts, load_experts
+from leeroo_lib.experts import accuracy_table, expert_costs, get_experts, load_experts, pool_experts
 from leeroo_lib.splits import make_splits, split_index
 
 
@@ -67,3 +67,10 @@ def test_splits_are_seeded_stratified_and_test_is_fully_scored(recorded):
     assert recorded.loc[test].notna().all().all()
     assert len(test) == pytest.approx(0.4 * 5_183, abs=2)
     assert a[a["split"] == "test"]["subject"].nunique() == recorded.dropna().index.get_level_values(0).nunique()
+
+
+def test_pools():
+    assert "openai/gpt-4-1106-preview" not in pool_experts("open")
+    assert len(pool_experts("open")) == 12 and len(pool_experts("mix")) == 13
+    with pytest.raises(ValueError, match="unknown pool"):
+        pool_experts("closed")
