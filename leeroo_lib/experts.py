@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .data import verify_data_file
+from .scoring import protocol
 
 EXPERTS_FILE = "experts.csv"
 
@@ -84,3 +85,18 @@ def pool_experts(pool: str, catalog: list[Expert] | None = None) -> list[str]:
         raise ValueError(f"unknown pool '{pool}': use one of {sorted(POOLS)}")
     catalog = load_experts() if catalog is None else catalog
     return [e.name for e in catalog if POOLS[pool](e)]
+
+
+def live_experts(cfg) -> list[Expert]:
+    """Catalog entries of the profile's live experts (scored in notebook 01 through lm-eval).
+
+    Their price and size class come from the profile's ``scoring.live_experts`` entries; they sit in
+    the tables beside the recorded experts but never in the routing pools, which are data/experts.csv.
+    """
+    settings = cfg["scoring"]
+    scored_as = f"live: {protocol(settings['num_fewshot'], settings['task'])}"
+    return [
+        Expert(name=e["name"], params_b=e.get("params_b"), size_class=e["size_class"],
+               cost_per_1m_usd=float(e["cost_per_1m_usd"]), access="open", protocol=scored_as, source=e["source"])
+        for e in settings["live_experts"]
+    ]
