@@ -1,0 +1,89 @@
+"""Cost-accuracy curves of routers, and RouterBench's AIQ (Hu et al. 2024, arXiv 2403.12031).
+
+AIQ is the area under a router's non-decreasing convex hull of (cost, accuracy) points over a
+common cost range, divided by that range. The hull is what a router reaches when it may mix two
+of its operating points at random; below its cheapest point a router scores nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .orchestrator import allocate
+
+
+def routed_accuracy(routes: pd.Series, outcomes: pd.DataFrame) -> float:
+    """Mean measured outcome of the routed expert per question (``outcomes`` indexed like ``routes``)."""
+    picked = outcomes.to_numpy()[np.arange(len(routes)), outcomes.columns.get_indexer(routes.to_numpy())]
+    if np.isnan(picked).any():
+        raise ValueError("a routed expert has no measured outcome on its question: judge routes on fully scored questions")
+    return float(picked.mean())
+
+
+def cost_accuracy_curve(proba: pd.DataFrame, outcomes: pd.DataFrame, costs: pd.Series, budgets,
+                        mode: str = "global") -> pd.DataFrame:
+    """One row per budget: budget, mean cost and accuracy of the routes ``proba`` gives under it."""
+    rows = []
+    for budget in budgets:
+        routes = allocate(proba, costs, budget, mode)
+        rows.append({"budget": budget, "cost": float(costs[routes].mean()),
+                     "accuracy": routed_accuracy(routes, outcomes[proba.columns])})
+    return pd.DataFrame(rows)
+
+
+def non_decreasing_hull(cost, accuracy) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices of the upper convex hull of the points, cut at its highest accuracy (beyond it the
+    router would keep its best point, so the curve stays flat)."""
+    points = pd.DataFrame({"cost": cost, "accuracy": accuracy}).groupby("cost")["accuracy"].max()
+    hull: list[tuple[float, float]] = []
+    for point in zip(points.index, points.to_numpy()):
+        while len(hull) >= 2:
+            (ax, ay), (bx, by) = hull[-2], hull[-1]
+            if (bx - ax) * (point[1] - ay) - (by - ay) * (point[0] - ax) < 0:
+                break
+            hull.pop()
+        hull.append(point)
+    x, y = map(np.asarray, zip(*hull))
+    top = int(np.argmax(y)) + 1
+    return x[:top], y[:top]
+
+
+def aiq(cost, accuracy, low: float, high: float) -> float:
+    """Area under the non-decreasing convex hull over [low, high], divided by high - low."""
+    if not high > low:
+        raise ValueError(f"AIQ needs a cost range with high > low, got [{low}, {high}]")
+    x, y = non_decreasing_hull(cost, accuracy)
+    start = max(low, x[0])
+    if start >= high:
+        return 0.0
+    grid = np.concatenate([[start], x[(x > start) & (x < high)], [high]])
+    return float(np.trapezoid(np.interp(grid, x, y), grid) / (high - low))
+
+
+def budget_grid(prices: pd.Series, n: int) -> np.ndarray:
+    """``n`` budgets spaced evenly in log cost between a pool's cheapest and dearest expert, plus
+    each expert's own price (where a single expert is a point of the curve)."""
+    return np.unique(np.concatenate([np.geomspace(prices.min(), prices.max(), n), prices.to_numpy()]))
+
+
+def router_curves(probas: dict[str, pd.DataFrame], outcomes: pd.DataFrame, costs: pd.Series,
+                  pools: dict[str, list[str]], n_budgets: int, mode: str = "global") -> pd.DataFrame:
+    """Cost-accuracy curves of several routers (name -> predicted probabilities) in several pools
+    (name -> experts): columns router, pool, budget, cost, accuracy."""
+    curves = [
+        cost_accuracy_curve(proba[experts], outcomes, costs, budget_grid(costs[experts], n_budgets), mode)
+        .assign(router=name, pool=pool)
+        for pool, experts in pools.items() for name, proba in probas.items()
+    ]
+    return pd.concat(curves, ignore_index=True)[["router", "pool", "budget", "cost", "accuracy"]]
+
+
+def aiq_table(curves: pd.DataFrame, costs: pd.Series, pools: dict[str, list[str]]) -> pd.DataFrame:
+    """AIQ of every (router, pool) curve over the pool's price range: columns router, pool, aiq."""
+    rows = [
+        {"router": router, "pool": pool,
+         "aiq": aiq(curve["cost"], curve["accuracy"], costs[pools[pool]].min(), costs[pools[pool]].max())}
+        for (router, pool), curve in curves.groupby(["router", "pool"], sort=False)
+    ]
+    return pd.DataFrame(rows)

@@ -1,0 +1,144 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from leeroo_lib.experts import pool_experts
+from leeroo_lib.policy import (CausalLMPolicy, EncoderPolicy, KNNPolicy, MatrixFactorizationPolicy, PriorPolicy,
+                               RandomPolicy, SubjectPolicy, masked_bce, most_evaluated, score_targets,
+                               training_questions)
+from leeroo_lib.splits import make_splits, split_index
+
+EXPERTS = ["algebraist", "lawyer", "generalist"]
+
+
+class StubEmbedder:
+    """Two clusters by subject, so routing logic is tested without a language model."""
+
+    def embed(self, questions):
+        rng = np.random.default_rng(len(questions))
+        base = np.where((questions["subject"] == "algebra").to_numpy()[:, None], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0])
+        return base + 0.05 * rng.standard_normal(base.shape)
+
+
+def synthetic(n: int, seed: int = 0):
+    """The algebraist answers algebra, the lawyer law; the generalist is half right; 20% not measured."""
+    rng = np.random.default_rng(seed)
+    subject = rng.choice(["algebra", "law"], n)
+    questions = pd.DataFrame({"subject": subject, "idx": np.arange(n), "qkey": [f"q{i}" for i in range(n)]})
+    algebra = subject == "algebra"
+    values = np.stack([algebra, ~algebra, rng.random(n) < 0.5], axis=1).astype(float)
+    values[rng.random(values.shape) < 0.2] = np.nan
+    scores = pd.DataFrame(values, columns=EXPERTS, index=pd.MultiIndex.from_frame(questions[["subject", "idx"]]))
+    return questions, scores
+
+
+def test_targets_follow_the_questions_not_the_score_order():
+    questions, scores = synthetic(30)
+    targets = score_targets(questions.iloc[::-1], scores.sample(frac=1, random_state=0))
+    assert targets.index.equals(questions.index[::-1])
+    np.testing.assert_array_equal(targets.to_numpy(), scores.to_numpy()[::-1])
+    with pytest.raises(ValueError, match="1 questions have no row"):
+        score_targets(questions, scores.iloc[1:])
+
+
+def test_masked_bce_ignores_what_was_not_measured():
+    logits = torch.tensor([[0.3, -1.0], [2.0, 0.5]], requires_grad=True)
+    targets = torch.tensor([[1.0, float("nan")], [0.0, 1.0]])
+    loss = masked_bce(logits, targets)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        torch.tensor([0.3, 2.0, 0.5]), torch.tensor([1.0, 0.0, 1.0]))
+    assert loss.item() == pytest.approx(expected.item())
+    loss.backward()
+    assert logits.grad[0, 1] == 0
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """Every cheap policy fitted once on the synthetic questions."""
+    questions, scores = synthetic(400)
+    policies = {
+        "prior": PriorPolicy(),
+        "random": RandomPolicy(seed=3),
+        "subject": SubjectPolicy(smoothing=1.0),
+        "knn": KNNPolicy(n_neighbors=15, embedder=StubEmbedder()),
+        "mf": MatrixFactorizationPolicy(dim=4, epochs=60, lr=0.1, embedder=StubEmbedder()),
+    }
+    return questions, {name: policy.fit(questions, scores) for name, policy in policies.items()}
+
+
+@pytest.mark.parametrize("name", ["prior", "random", "subject", "knn", "mf"])
+def test_every_policy_keeps_the_contract(fitted, name):
+    questions, policies = fitted
+    new = questions.iloc[:50].set_index(questions.index[:50] + 1000)
+    proba = policies[name].predict_proba(new)
+    assert proba.index.equals(new.index) and list(proba.columns) == EXPERTS
+    assert proba.notna().all().all() and ((proba >= 0) & (proba <= 1)).all().all()
+
+
+@pytest.mark.parametrize("name", ["subject", "knn", "mf"])
+def test_query_aware_policies_learn_who_answers_what(fitted, name):
+    questions, policies = fitted
+    proba = policies[name].predict_proba(questions)
+    algebra = questions["subject"] == "algebra"
+    assert (proba.loc[algebra].idxmax(axis=1) == "algebraist").mean() > 0.95
+    assert (proba.loc[~algebra].idxmax(axis=1) == "lawyer").mean() > 0.95
+
+
+def test_prior_is_the_training_accuracy_over_measured_rows():
+    questions, scores = synthetic(200)
+    proba = PriorPolicy().fit(questions, scores).predict_proba(questions.head(3))
+    np.testing.assert_allclose(proba.iloc[0].to_numpy(), scores.mean().to_numpy())
+
+
+def test_most_evaluated_rows_come_first_and_the_draw_is_seeded():
+    _, scores = synthetic(100)
+    chosen = most_evaluated(scores, 40, seed=1)
+    counts = scores.notna().sum(axis=1)
+    assert counts.loc[chosen].min() >= counts.drop(chosen).max()
+    assert chosen.equals(most_evaluated(scores, 40, seed=1))
+    assert most_evaluated(scores, None, seed=1).equals(scores.index)
+
+
+def test_no_test_question_in_training_data(questions, recorded):
+    splits = make_splits(recorded[pool_experts("mix")], test_fraction=0.4, seed=0)
+    training_set = recorded.loc[split_index(splits, "train")]
+    chosen = training_questions(questions, training_set, splits, 500, seed=0)
+    test = split_index(splits, "test")
+    assert len(chosen) == 500 and not chosen.set_index(["subject", "idx"]).index.isin(test).any()
+    leaky = pd.concat([training_set, recorded.loc[test[:3]]])
+    with pytest.raises(ValueError, match="3 training-set rows are test-split questions"):
+        training_questions(questions, leaky, splits, 500, seed=0)
+
+
+def real_subset(questions, n=24):
+    """Real MMLU text with synthetic outcomes: what a language-model policy needs to run."""
+    subset = questions[questions["subject"].isin(["abstract_algebra", "professional_law"])]
+    subset = subset.groupby("subject").head(n // 2).reset_index(drop=True)
+    algebra = (subset["subject"] == "abstract_algebra").to_numpy()
+    scores = pd.DataFrame(np.stack([algebra, ~algebra, algebra], axis=1).astype(float), columns=EXPERTS,
+                          index=pd.MultiIndex.from_frame(subset[["subject", "idx"]]))
+    scores.iloc[0, 2] = np.nan
+    return subset, scores
+
+
+def test_encoder_policy_fits_saves_and_loads(questions, tmp_path):
+    subset, scores = real_subset(questions)
+    policy = EncoderPolicy(max_length=24, epochs=2, batch_size=8, head_lr=0.05, val_fraction=0.25, seed=0)
+    policy.fit(subset, scores)
+    assert list(policy.history_.columns) == ["epoch", "train_loss", "val_loss"]
+    proba = policy.predict_proba(subset)
+    assert proba.index.equals(subset.index) and ((proba >= 0) & (proba <= 1)).all().all()
+    algebra = (subset["subject"] == "abstract_algebra").to_numpy()
+    assert proba["algebraist"][algebra].mean() > proba["algebraist"][~algebra].mean()
+    policy.save(tmp_path)
+    np.testing.assert_allclose(EncoderPolicy.load(tmp_path).predict_proba(subset), proba, atol=1e-6)
+
+
+def test_causal_lm_policy_fits_saves_and_loads(questions, tmp_path):
+    subset, scores = real_subset(questions, n=8)
+    policy = CausalLMPolicy(max_length=16, epochs=1, batch_size=4, val_fraction=0.25, seed=0)
+    proba = policy.fit(subset, scores).predict_proba(subset)
+    assert proba.index.equals(subset.index) and ((proba >= 0) & (proba <= 1)).all().all()
+    policy.save(tmp_path)
+    np.testing.assert_allclose(CausalLMPolicy.load(tmp_path).predict_proba(subset), proba, atol=1e-5)
