@@ -24,6 +24,7 @@ ARTIFACTS = {
     "splits": ("data/splits/splits.csv", "01_expert_scoring"),
     "universe": ("results/universe.csv", "02_universe"),
     "training_set": ("data/selfplay/training_set.parquet", "03_selfplay"),
+    "embeddings": ("data/embeddings/all-MiniLM-L6-v2", "03_selfplay"),
     "orchestrator": ("models/orchestrator", "04_policy"),
     "table1": ("results/table1.csv", "05_mmlu_eval"),
 }

@@ -1,0 +1,452 @@
+"""Self-play (section 2.2 of the paper): generate questions, route them with exploration, evaluate
+the answers, add them to the training set, retrain.
+
+Pieces, each small and seeded:
+- ``PoolGenerator`` draws unseen training questions, spread over subjects, preferring those whose
+  outcomes the current policy is least sure of; ``LLMGenerator`` has an instruct LM write new
+  questions, which ``parse_generation`` validates (malformed ones are rejected with a reason).
+- ``choose_experts``: which experts answer each question. ``epsilon_greedy`` sends it to the
+  policy's top expert and each other expert with probability epsilon; ``uniform`` spends the same
+  number of evaluations but draws the first expert at random instead of asking the policy; ``full``
+  asks every expert (full information, the upper bound).
+- ``ReplayEvaluator``: a pool question's recorded outcome is its evaluation (replay); it refuses any
+  question outside the training split. Generated questions are answered by live experts
+  (``answer_live``, lm-evaluation-harness).
+- ``SelfPlayLoop``: rounds with a budget of expert evaluations each; after every round the policy
+  is refit and the test questions are routed under a fixed cost budget (``Orchestrator``).
+  Questions every evaluated expert answers, or none does, are logged and down-weighted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from tqdm.auto import tqdm
+
+from .aiq import routed_accuracy
+from .data import LETTERS, question_key
+from .orchestrator import Orchestrator
+from .policy import Policy, _prior, score_targets
+from .splits import split_index
+from .universe import greedy_universe
+
+STRATEGIES = ("epsilon_greedy", "uniform", "full")
+SPLIT, ALL_RIGHT, ALL_WRONG, SINGLE = "split", "all_right", "all_wrong", "single"
+
+
+class LogisticProbePolicy(Policy):
+    """One logistic regression per expert on frozen sentence embeddings: cheap enough to refit
+    every round on 2 CPU cores. An expert with too few outcomes (one class only, or none) gets its
+    observed accuracy (0.5 when never measured)."""
+
+    def __init__(self, embedder, C: float = 1.0, seed: int = 0):
+        self.embedder = embedder
+        self.C = C
+        self.seed = seed
+
+    def fit(self, questions: pd.DataFrame, scores: pd.DataFrame, sample_weight=None) -> LogisticProbePolicy:
+        targets = score_targets(questions, scores).to_numpy()
+        weight = np.ones(len(questions)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        x = self.embedder.embed(questions)
+        self.experts_ = list(scores.columns)
+        self.prior_ = _prior(targets)
+        self.models_ = {}
+        for j, expert in enumerate(self.experts_):
+            measured = ~np.isnan(targets[:, j])
+            y = targets[measured, j]
+            if len(np.unique(y)) == 2:
+                self.models_[expert] = LogisticRegression(C=self.C, max_iter=300, random_state=self.seed).fit(
+                    x[measured], y, sample_weight=weight[measured])
+        return self
+
+    def predict_proba(self, questions: pd.DataFrame) -> pd.DataFrame:
+        x = self.embedder.embed(questions)
+        proba = np.tile(self.prior_, (len(questions), 1))
+        for j, expert in enumerate(self.experts_):
+            if expert in self.models_:
+                proba[:, j] = self.models_[expert].predict_proba(x)[:, 1]
+        return self._frame(proba, questions)
+
+
+def outcome_variance(proba: pd.DataFrame) -> pd.Series:
+    """Mean over experts of p(1 - p): high where the policy cannot tell whether experts succeed."""
+    return (proba * (1 - proba)).mean(axis=1)
+
+
+class PoolGenerator:
+    """Unseen questions of a pool, one subject after another so every subject comes up; within a
+    subject the policy's least certain questions first (``prefer_uncertain``), else a seeded order."""
+
+    def __init__(self, pool: pd.DataFrame, prefer_uncertain: bool = True, seed: int = 0):
+        self.pool = pool.reset_index(drop=True)
+        self.prefer_uncertain = prefer_uncertain
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self.seen = np.zeros(len(self.pool), dtype=bool)
+
+    @property
+    def remaining(self) -> int:
+        return int((~self.seen).sum())
+
+    def propose(self, n: int, policy=None) -> pd.DataFrame:
+        """Up to ``n`` unseen questions in the order they should be asked (not yet marked seen)."""
+        unseen = self.pool[~self.seen]
+        priority = pd.Series(self._rng.random(len(unseen)), index=unseen.index)
+        if self.prefer_uncertain and policy is not None:
+            priority = outcome_variance(policy.predict_proba(unseen)) + 1e-9 * priority
+        subject_turn = pd.Series(self._rng.permutation(unseen["subject"].unique()))
+        turn = unseen["subject"].map(pd.Series(subject_turn.index, index=subject_turn.to_numpy()))
+        rank = priority.groupby(unseen["subject"]).rank(ascending=False, method="first")
+        order = np.lexsort((turn.to_numpy(), rank.to_numpy()))
+        return unseen.iloc[order[:n]]
+
+    def consume(self, questions: pd.DataFrame) -> None:
+        self.seen[questions.index.to_numpy()] = True
+
+
+class ReplayEvaluator:
+    """eval(e_j(q_i)) of training-split questions from the recorded score matrix (replay). A test
+    question is refused, so nothing the router is judged on ever enters the loop."""
+
+    def __init__(self, scores: pd.DataFrame, splits: pd.DataFrame):
+        self.outcomes = scores.loc[split_index(splits, "train")]
+        self.evaluated: list[tuple[str, int]] = []
+
+    def _rows(self, questions: pd.DataFrame) -> pd.DataFrame:
+        keys = pd.MultiIndex.from_frame(questions[["subject", "idx"]])
+        outside = ~keys.isin(self.outcomes.index)
+        if outside.any():
+            raise ValueError(
+                f"{outside.sum()} questions are not training-split questions of the score matrix (first: "
+                f"{list(keys[outside][:3])}); self-play may only evaluate training questions"
+            )
+        return self.outcomes.loc[keys]
+
+    def available(self, questions: pd.DataFrame, experts) -> pd.DataFrame:
+        """Which experts have a recorded outcome on each question (indexed like ``questions``)."""
+        return pd.DataFrame(self._rows(questions)[experts].notna().to_numpy(), index=questions.index, columns=experts)
+
+    def evaluate(self, questions: pd.DataFrame, chosen: list[list[str]]) -> pd.DataFrame:
+        """The recorded outcomes of the chosen experts, NaN for the others; index (subject, idx)."""
+        rows = self._rows(questions)
+        asked = np.zeros(rows.shape, dtype=bool)
+        for i, experts in enumerate(chosen):
+            asked[i, rows.columns.get_indexer(experts)] = True
+        self.evaluated += list(rows.index)
+        return rows.where(asked)
+
+
+def choose_experts(strategy: str, proba: pd.DataFrame | None, available: pd.DataFrame, epsilon: float,
+                   rng: np.random.Generator) -> list[list[str]]:
+    """The experts that answer each question (rows of ``available``); ``proba=None`` means the
+    policy knows nothing yet, so the first expert is drawn at random."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy '{strategy}': use one of {STRATEGIES}")
+    experts = np.asarray(available.columns)
+    mask = available.to_numpy()
+    if strategy == "full":
+        return [list(experts[m]) for m in mask]
+    if strategy == "uniform" or proba is None:
+        first = np.argmax(np.where(mask, rng.random(mask.shape), -1), axis=1)
+    else:
+        first = np.argmax(np.where(mask, proba[available.columns].to_numpy(), -np.inf), axis=1)
+    extra = mask & (rng.random(mask.shape) < epsilon)
+    extra[np.arange(len(mask)), first] = True
+    return [list(experts[m]) for m in extra]
+
+
+def signal(outcomes: pd.DataFrame) -> pd.Series:
+    """Per question: 'split' when the evaluated experts disagree (what teaches routing), 'all_right'
+    or 'all_wrong' when two or more agree, 'single' when only one was asked."""
+    n = outcomes.notna().sum(axis=1)
+    right = outcomes.sum(axis=1)
+    kind = np.select([n < 2, right == n, right == 0], [SINGLE, ALL_RIGHT, ALL_WRONG], SPLIT)
+    return pd.Series(kind, index=outcomes.index, name="signal")
+
+
+class SelfPlayLoop:
+    """Rounds of generate, orchestrate, evaluate, retrain on a pool of training questions.
+
+    Round r may spend ``first_round_evaluations * growth**r`` expert evaluations. After each round the
+    policy (``make_policy(seed)``) is refit on everything gathered, questions of little signal weighted
+    by ``low_signal_weight``, and the test questions are routed under ``budget`` (mean cost per query)
+    with the paper's sequential rule; their recorded outcomes give the test accuracy.
+    """
+
+    def __init__(self, strategy: str, generator: PoolGenerator, evaluator: ReplayEvaluator, experts: list[str],
+                 make_policy, test_questions: pd.DataFrame, test_outcomes: pd.DataFrame, costs: pd.Series,
+                 budget: float, routing_mode: str = "global", epsilon: float = 0.1, first_round_evaluations: int = 200, growth: float = 2.0,
+                 low_signal_weight: float = 0.25, seed: int = 0):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy '{strategy}': use one of {STRATEGIES}")
+        self.strategy = strategy
+        self.generator = generator
+        self.evaluator = evaluator
+        self.experts = list(experts)
+        self.make_policy = make_policy
+        self.test_questions = test_questions
+        self.test_outcomes = test_outcomes
+        self.costs = costs
+        self.budget = budget
+        self.routing_mode = routing_mode
+        self.epsilon = epsilon
+        self.first_round_evaluations = first_round_evaluations
+        self.growth = growth
+        self.low_signal_weight = low_signal_weight
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self.policy = None
+        self.questions = generator.pool.iloc[:0]
+        self.gathered = pd.DataFrame(columns=self.experts, dtype=float,
+                                     index=pd.MultiIndex.from_tuples([], names=["subject", "idx"]))
+        self.log = pd.DataFrame(columns=["round", "subject", "idx", "n_evaluated", "signal"])
+        self.evaluations = 0
+        self.round = 0
+
+    def _round_budget(self) -> int:
+        return int(round(self.first_round_evaluations * self.growth ** self.round))
+
+    def _orchestrate(self, budget: int) -> tuple[pd.DataFrame, list[list[str]]]:
+        """The next questions and their experts, as many as the round's budget of evaluations allows."""
+        batch = self.generator.propose(budget, self.policy)
+        proba = None if self.policy is None else self.policy.predict_proba(batch)
+        chosen = choose_experts(self.strategy, proba, self.evaluator.available(batch, self.experts),
+                                self.epsilon, self._rng)
+        keep = max(1, int(np.searchsorted(np.cumsum([len(c) for c in chosen]), budget, side="right")))
+        self.generator.consume(batch.iloc[:keep])
+        return batch.iloc[:keep], chosen[:keep]
+
+    def _add(self, questions: pd.DataFrame, outcomes: pd.DataFrame) -> None:
+        new = ~outcomes.index.isin(self.gathered.index)
+        self.questions = pd.concat([self.questions, questions[new]])
+        self.gathered = outcomes[self.experts].combine_first(self.gathered)[self.experts]
+        self.gathered = self.gathered.reindex(pd.MultiIndex.from_frame(self.questions[["subject", "idx"]]))
+
+    def _refit(self) -> None:
+        kinds = signal(self.gathered)
+        weight = np.where(kinds.isin([ALL_RIGHT, ALL_WRONG]), self.low_signal_weight, 1.0)
+        self.policy = self.make_policy(self.seed).fit(self.questions, self.gathered, sample_weight=weight)
+
+    def test_accuracy(self) -> float:
+        """Accuracy on the test questions routed by the current policy under the fixed budget."""
+        routes = Orchestrator(self.policy, self.costs, mode=self.routing_mode).route(self.test_questions, self.budget)
+        return routed_accuracy(routes, self.test_outcomes.set_axis(self.test_questions.index)[self.policy.experts_])
+
+    def run_round(self) -> dict:
+        budget = self._round_budget()
+        questions, chosen = self._orchestrate(budget)
+        outcomes = self.evaluator.evaluate(questions, chosen)
+        kinds = signal(outcomes[self.experts])
+        self.log = pd.concat([self.log, pd.DataFrame({
+            "round": self.round, "subject": questions["subject"].to_numpy(), "idx": questions["idx"].to_numpy(),
+            "n_evaluated": [len(c) for c in chosen], "signal": kinds.to_numpy()})], ignore_index=True)
+        self.evaluations += sum(len(c) for c in chosen)
+        self._add(questions, outcomes)
+        self._refit()
+        self.round += 1
+        shares = kinds.value_counts(normalize=True)
+        return {"strategy": self.strategy, "round": self.round, "questions": len(self.questions),
+                "evaluations": self.evaluations, "accuracy": self.test_accuracy(),
+                **{f"share_{k}": float(shares.get(k, 0.0)) for k in (SPLIT, ALL_RIGHT, ALL_WRONG, SINGLE)}}
+
+    def run(self, max_rounds: int | None = None) -> pd.DataFrame:
+        """Rounds until the pool is used up (or ``max_rounds``): one learning-curve row per round."""
+        rows = []
+        with tqdm(desc=f"self-play ({self.strategy})", unit="round", total=max_rounds) as bar:
+            while self.generator.remaining and (max_rounds is None or len(rows) < max_rounds):
+                rows.append(self.run_round())
+                bar.update()
+        return pd.DataFrame(rows)
+
+    def add_expert(self, expert: str, sample_size: int) -> list[tuple[str, float]]:
+        """The paper's integration of a new expert: evaluate it, and whichever served expert is
+        missing there, on a seeded sample of questions already seen, then recompute the universe
+        (Algorithm 1) on that sample. The policy is refit at once, so it routes to the expert too."""
+        if expert in self.experts:
+            raise ValueError(f"expert '{expert}' is already in the loop")
+        experts = self.experts + [expert]
+        complete = self.evaluator.available(self.questions, experts).all(axis=1).to_numpy()
+        if not complete.any():
+            raise ValueError(f"no question seen so far has a recorded outcome for every expert and '{expert}'")
+        picked = self.questions[complete].sample(n=min(sample_size, int(complete.sum())), random_state=self.seed)
+        self.experts = experts
+        self.gathered = self.gathered.reindex(columns=experts)
+        missing = self.gathered.loc[pd.MultiIndex.from_frame(picked[["subject", "idx"]])].isna().to_numpy()
+        chosen = [list(np.asarray(experts)[m]) for m in missing]
+        self.evaluations += sum(len(c) for c in chosen)
+        outcomes = self.evaluator.evaluate(picked, chosen)
+        self._add(picked, outcomes)
+        self.integration_sample = outcomes.index
+        self._refit()
+        return greedy_universe(self.gathered.loc[outcomes.index], k=len(experts))
+
+
+def goal_check(curve: pd.DataFrame, accuracy_share: float = 0.95, evaluation_share: float = 0.40) -> dict:
+    """The issue's goal: does epsilon-greedy reach ``accuracy_share`` of full information's final
+    accuracy with at most ``evaluation_share`` of full information's evaluations?"""
+    full = curve[curve["strategy"] == "full"].iloc[-1]
+    target = accuracy_share * full["accuracy"]
+    greedy = curve[curve["strategy"] == "epsilon_greedy"]
+    reached = greedy[greedy["accuracy"] >= target]
+    first = reached.iloc[0] if len(reached) else None
+    share = None if first is None else float(first["evaluations"] / full["evaluations"])
+    return {"full_accuracy": float(full["accuracy"]), "full_evaluations": int(full["evaluations"]),
+            "target_accuracy": float(target),
+            "epsilon_greedy_evaluations": None if first is None else int(first["evaluations"]),
+            "epsilon_greedy_accuracy": None if first is None else float(first["accuracy"]),
+            "evaluation_share": share, "goal_met": share is not None and share <= evaluation_share}
+
+
+# --- questions written by an LLM -------------------------------------------------------------------
+
+GENERATION_PROMPT = (
+    "Write one new multiple-choice exam question about {topic}. Here is an example of the format:\n\n"
+    "{example}\n\nNow write a different question on {topic} in exactly this format: 'Question:', "
+    "four options A. to D., and 'Answer:' followed by the letter of the correct option."
+)
+_OPTION = re.compile(r"^\s*\(?([A-D])[.):]\s*(.+?)\s*$", re.MULTILINE)
+_ANSWER = re.compile(r"Answer\s*:\s*\(?([A-D])\b")
+_QUESTION = re.compile(r"Question\s*:\s*(.+?)\s*(?=^\s*\(?A[.):])", re.DOTALL | re.MULTILINE)
+
+
+def format_question(question: str, choices, answer: int) -> str:
+    options = "\n".join(f"{letter}. {choice}" for letter, choice in zip(LETTERS, choices))
+    return f"Question: {question}\n{options}\nAnswer: {LETTERS[answer]}"
+
+
+def parse_generation(text: str, example: str = "") -> dict:
+    """The question, four choices and answer index in a generation, with ``valid`` and, when not
+    valid, the ``reason`` it was rejected."""
+    parsed = {"question": None, "choices": None, "answer": None}
+    found = _QUESTION.search(text)
+    if not found or not found.group(1).strip():
+        return {**parsed, "valid": False, "reason": "no 'Question:' followed by options"}
+    parsed["question"] = " ".join(found.group(1).split())
+    options = {}
+    for letter, option in _OPTION.findall(text[found.end():]):
+        options.setdefault(letter, option)
+    missing = [c for c in LETTERS if c not in options]
+    if missing:
+        return {**parsed, "valid": False, "reason": f"missing option(s) {', '.join(missing)}"}
+    parsed["choices"] = [options[c] for c in LETTERS]
+    if len({c.lower() for c in parsed["choices"]}) < 4:
+        return {**parsed, "valid": False, "reason": "options are not four distinct answers"}
+    answer = _ANSWER.search(text[found.end():])
+    if not answer:
+        return {**parsed, "valid": False, "reason": "no 'Answer:' with a letter A-D"}
+    parsed["answer"] = LETTERS.index(answer.group(1))
+    if example and " ".join(example.split()).startswith(f"Question: {parsed['question']}"):
+        return {**parsed, "valid": False, "reason": "copies the example question"}
+    return {**parsed, "valid": True, "reason": ""}
+
+
+def generator_source(entry: dict) -> str:
+    """The model folder or hub id of a generator entry ({gguf: {package, file}} or {pretrained: id})."""
+    if "gguf" in entry:
+        from .live_models import fp32_folder
+
+        return str(fp32_folder(**entry["gguf"]))
+    if "pretrained" in entry:
+        return entry["pretrained"]
+    raise ValueError(f"generator entry {entry} needs 'gguf' ({{package, file}}) or 'pretrained' (hub id or folder)")
+
+
+class LLMGenerator:
+    """An instruct LM writes a new question for a subject, shown one training question of that
+    subject as the format; each generation is parsed and validated (``parse_generation``).
+    ``model`` is a profile entry: {gguf: {package, file}} (CPU) or {pretrained: hub id, load_in_4bit}.
+    Generations are cached under their settings, so a rerun costs nothing."""
+
+    def __init__(self, model: dict, examples: pd.DataFrame, max_new_tokens: int = 200, temperature: float = 0.7,
+                 device: str = "cpu", seed: int = 0):
+        self.model = model
+        self.examples = examples
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.device = device
+        self.seed = seed
+
+    def _load(self):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+        source = generator_source(self.model)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        if self.model.get("load_in_4bit", False):
+            quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                              bnb_4bit_compute_dtype=torch.bfloat16)
+            model = AutoModelForCausalLM.from_pretrained(source, quantization_config=quantization, device_map={"": 0})
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).to(self.device)
+        return tokenizer, model.eval()
+
+    def _prompt(self, subject: str) -> tuple[str, str]:
+        rows = self.examples[self.examples["subject"] == subject]
+        if rows.empty:
+            raise ValueError(f"no example question of subject '{subject}' to show the generator")
+        row = rows.sample(n=1, random_state=self.seed).iloc[0]
+        example = format_question(row["question"], row["choices"], int(row["answer"]))
+        return GENERATION_PROMPT.format(topic=subject.replace("_", " "), example=example), example
+
+    def generate(self, subjects: list[str], cache_path: Path | None = None) -> pd.DataFrame:
+        """One generation per subject, in one batch: subject, text, valid, reason, question, choices,
+        answer, qkey. Each stops at the end-of-text token or after ``max_new_tokens``."""
+        settings = {"model": self.model, "max_new_tokens": self.max_new_tokens,
+                    "temperature": self.temperature, "seed": self.seed, "subjects": list(subjects)}
+        if cache_path is not None and Path(cache_path).is_file():
+            cached = json.loads(Path(cache_path).read_text())
+            if cached["settings"] == settings:
+                return pd.DataFrame(cached["rows"])
+        import torch
+
+        tokenizer, model = self._load()
+        tokenizer.padding_side = "left"  # batched generation continues every prompt from its end
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        prompts, examples = zip(*(self._prompt(subject) for subject in subjects))
+        chats = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                               tokenize=False) for p in prompts]
+        inputs = tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        torch.manual_seed(self.seed)
+        with torch.inference_mode():
+            out = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=True,
+                                 temperature=self.temperature, pad_token_id=tokenizer.pad_token_id)
+        texts = tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        rows = []
+        for subject, example, text in zip(subjects, examples, texts):
+            parsed = parse_generation(text, example)
+            qkey = question_key(parsed["question"], parsed["choices"]) if parsed["valid"] else None
+            rows.append({"subject": subject, "text": text, **parsed, "qkey": qkey})
+        if cache_path is not None:
+            Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(cache_path).write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
+        return pd.DataFrame(rows)
+
+
+def answer_live(generated: pd.DataFrame, experts: list[dict], folder: Path) -> pd.DataFrame:
+    """eval(e_j(q)) of live experts on valid generated questions, scored zero-shot by
+    lm-evaluation-harness (``scoring``): one row per question, one 0/1 column per expert. The result
+    is kept in ``folder`` and reused while the questions are the same."""
+    from .scoring import evaluate_questions, load_expert_model, task_manager, write_local_tasks
+
+    folder = Path(folder)
+    valid = generated[generated["valid"]].copy()
+    valid["idx"] = valid.groupby("subject").cumcount()
+    stored = folder / "live_answers.parquet"
+    if stored.is_file():
+        cached = pd.read_parquet(stored)
+        if list(cached["qkey"]) == list(valid["qkey"]) and {e["name"] for e in experts} <= set(cached.columns):
+            return cached
+    task_dir = write_local_tasks(valid, folder / "tasks", sorted(valid["subject"].unique()))
+    manager = task_manager(task_dir)
+    result = valid[["subject", "idx", "qkey", "answer"]].reset_index(drop=True)
+    for entry in experts:
+        scored, _ = evaluate_questions(load_expert_model(entry), valid, 0, task_dir, manager)
+        result[entry["name"]] = result[["subject", "idx"]].merge(scored, on=["subject", "idx"])["correct"]
+    result.to_parquet(stored, index=False)
+    return result
