@@ -1,16 +1,27 @@
-"""MMLU evaluation on the fixed test split: the rows of the paper's Table 1."""
+"""MMLU evaluation of routers on the fixed test split: the paper's Table 1, Figure 5 and Figure 6 data.
+
+A router's result is a Series of expert names indexed like the test questions; its outcome on a
+question is the recorded eval(e_j(q_i)) of the expert it chose. Every accuracy of ours comes with
+a seeded 95% bootstrap interval over questions, and every Leeroo row with its paired difference to
+the best single expert that costs no more.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .data import verify_data_file
 from .experts import Expert, get_experts
 
 PAPER_RESULTS_FILE = "paper_results.csv"
-TABLE1_COLUMNS = ["system", "cost_per_1m_usd", "accuracy", "n_questions", "source"]
+TABLE1_COLUMNS = ["system", "cost_per_1m_usd", "accuracy", "ci_low", "ci_high", "n_questions", "source",
+                  "pool", "budget", "best_single_at_cost", "diff_vs_best_single", "diff_ci_low",
+                  "diff_ci_high", "note"]
+N_BOOTSTRAP = 2000
+LOGLIKELIHOOD, GENERATIVE = "loglikelihood", "generative"
 
 
 def paper_rows(data_dir: Path | None = None) -> pd.DataFrame:
@@ -20,18 +31,122 @@ def paper_rows(data_dir: Path | None = None) -> pd.DataFrame:
         "system": df["system"],
         "cost_per_1m_usd": df["cost_per_1m_usd"],
         "accuracy": df["mmlu_accuracy"] / 100,
-        "n_questions": pd.NA,
-        "source": "paper (" + df["where_in_paper"] + ")",
+        "source": "paper",
+        "note": df["where_in_paper"],
     })
 
 
-def single_expert_rows(test_scores: pd.DataFrame, catalog: list[Expert]) -> pd.DataFrame:
+def bootstrap_ci(correct: np.ndarray, seed: int, n_boot: int = N_BOOTSTRAP) -> tuple[float, float]:
+    """95% percentile interval of the mean of per-question values, resampling questions."""
+    correct = np.asarray(correct, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = correct[rng.integers(0, len(correct), size=(n_boot, len(correct)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def routed_outcomes(routes: pd.Series, questions: pd.DataFrame, scores: pd.DataFrame) -> np.ndarray:
+    """eval of the chosen expert on each question: routes[i] names a column of ``scores`` for the
+    question (subject, idx) in row i of ``questions``."""
+    rows = scores.loc[pd.MultiIndex.from_frame(questions[["subject", "idx"]])]
+    unknown = sorted(set(routes) - set(scores.columns))
+    if unknown:
+        raise ValueError(f"routes name experts {unknown} that the score matrix has no column for")
+    cols = scores.columns.get_indexer(routes.loc[questions.index])
+    outcome = rows.to_numpy()[np.arange(len(rows)), cols]
+    if np.isnan(outcome).any():
+        raise ValueError("a routed expert has no recorded result on some test question; test on fully scored rows")
+    return outcome
+
+
+def protocol_family(expert: Expert) -> str:
+    return GENERATIVE if expert.protocol.startswith("generative") else LOGLIKELIHOOD
+
+
+def protocol_note(experts: list[Expert]) -> str:
+    """Says when a result mixes experts scored generatively with experts scored by loglikelihood."""
+    families = {protocol_family(e) for e in experts}
+    if len(families) < 2:
+        return ""
+    gen = sorted(e.name.split("/")[-1] for e in experts if protocol_family(e) == GENERATIVE)
+    return f"mixes protocols: {', '.join(gen)} generative 5-shot, the rest loglikelihood/leaderboard 5-shot"
+
+
+def single_expert_rows(test_scores: pd.DataFrame, catalog: list[Expert], seed: int) -> pd.DataFrame:
     """Each expert answering every test question alone."""
+    rows = []
+    for e in get_experts(list(test_scores.columns), catalog):
+        correct = test_scores[e.name].to_numpy()
+        low, high = bootstrap_ci(correct, seed)
+        rows.append({"system": e.name, "cost_per_1m_usd": e.cost_per_1m_usd, "accuracy": correct.mean(),
+                     "ci_low": low, "ci_high": high, "n_questions": len(correct), "source": "this repo",
+                     "note": e.protocol})
+    return pd.DataFrame(rows)
+
+
+def oracle_row(test_scores: pd.DataFrame, catalog: list[Expert], pool: str, seed: int) -> dict:
+    """The best possible router over a pool: right whenever any of its experts is right."""
+    correct = test_scores.max(axis=1).to_numpy()
+    low, high = bootstrap_ci(correct, seed)
+    return {"system": f"Oracle ({pool})", "accuracy": correct.mean(), "ci_low": low, "ci_high": high,
+            "n_questions": len(correct), "source": "this repo", "pool": pool,
+            "note": protocol_note(get_experts(list(test_scores.columns), catalog))}
+
+
+def router_row(name: str, pool: str, budget: float, routes: pd.Series, questions: pd.DataFrame,
+               test_scores: pd.DataFrame, catalog: list[Expert], seed: int) -> dict:
+    """One budgeted router on the test split, with its paired difference to the best single
+    expert of the same pool that costs no more than the router spent."""
     experts = get_experts(list(test_scores.columns), catalog)
-    return pd.DataFrame({
-        "system": [e.name for e in experts],
-        "cost_per_1m_usd": [e.cost_per_1m_usd for e in experts],
-        "accuracy": test_scores.mean().values,
-        "n_questions": test_scores.notna().sum().values,
-        "source": "this repo",
-    })
+    cost = pd.Series({e.name: e.cost_per_1m_usd for e in experts})
+    correct = routed_outcomes(routes, questions, test_scores)
+    spent = float(cost[routes].mean())
+    low, high = bootstrap_ci(correct, seed)
+    affordable = cost[cost <= spent + 1e-12].index
+    single = test_scores.loc[pd.MultiIndex.from_frame(questions[["subject", "idx"]]), affordable]
+    best = single.mean().idxmax()
+    diff = correct - single[best].to_numpy()
+    d_low, d_high = bootstrap_ci(diff, seed)
+    used = get_experts(sorted(set(routes)), catalog)
+    return {"system": name, "cost_per_1m_usd": spent, "accuracy": correct.mean(), "ci_low": low,
+            "ci_high": high, "n_questions": len(correct), "source": "this repo", "pool": pool,
+            "budget": budget, "best_single_at_cost": best, "diff_vs_best_single": diff.mean(),
+            "diff_ci_low": d_low, "diff_ci_high": d_high, "note": protocol_note(used)}
+
+
+def table1(rows: list[pd.DataFrame | dict]) -> pd.DataFrame:
+    """Stack rows of ours and the paper's into the columns of results/table1.csv."""
+    frames = [pd.DataFrame([r]) if isinstance(r, dict) else r for r in rows]
+    return pd.concat(frames, ignore_index=True).reindex(columns=TABLE1_COLUMNS)
+
+
+def subcategory_accuracy(systems: dict[str, np.ndarray], questions: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy per MMLU sub-category (rows) for each system (columns), from per-question outcomes."""
+    frame = pd.DataFrame(systems, index=questions.index)
+    frame["subcategory"] = questions["subcategory"].to_numpy()
+    out = frame.groupby("subcategory").mean()
+    out.insert(0, "n_questions", frame.groupby("subcategory").size())
+    return out
+
+
+def routing_distribution(routes: dict[tuple[str, float], pd.Series], catalog: list[Expert]) -> pd.DataFrame:
+    """Share of queries sent to each size class at each (pool, budget) tier (Figure 6)."""
+    size = {e.name: e.size_class for e in catalog}
+    classes = list(dict.fromkeys(e.size_class for e in catalog))
+    rows = []
+    for (pool, budget), r in routes.items():
+        share = r.map(size).value_counts(normalize=True)
+        rows += [{"pool": pool, "budget": budget, "size_class": c, "share": float(share.get(c, 0.0))}
+                 for c in classes]
+    return pd.DataFrame(rows)
+
+
+def test_questions(questions: pd.DataFrame, splits: pd.DataFrame, limit: int | None = None,
+                   seed: int = 0) -> pd.DataFrame:
+    """The test-split questions in (subject, idx) order; ``limit`` keeps a seeded sample of them."""
+    from .splits import split_index
+
+    test = questions.set_index(["subject", "idx"]).loc[split_index(splits, "test")].reset_index()
+    if limit is not None and limit < len(test):
+        test = test.sample(n=limit, random_state=seed).sort_values(["subject", "idx"])
+    return test.reset_index(drop=True)

@@ -30,19 +30,103 @@ def plot_expert_accuracy(table: pd.DataFrame, path: Path | None = None):
     return _save(fig, path)
 
 
+POOL_TITLES = {"open": "open pool (Leeroo opensource)", "mix": "mix pool (with GPT-4)"}
+SIZE_COLORS = {"7B": "tab:blue", "13B": "tab:green", "34B+": "tab:orange", "GPT4": "tab:red"}
+PAPER_SYSTEMS = {"open": "Leeroo (opensource)", "mix": "Leeroo (mix)"}
+
+
+def _label(system: str) -> str:
+    return str(system).split("/")[-1]
+
+
 def plot_accuracy_vs_cost(table1: pd.DataFrame, path: Path | None = None):
-    """Figure 4: accuracy against cost, this repo's systems beside the paper's points."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    """Figure 4: accuracy against cost per pool; single experts as points, our router as a curve
+    with its 95% interval, the paper's Leeroo points overlaid."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     ours = table1[table1["source"] == "this repo"]
-    paper = table1[table1["source"].str.startswith("paper")]
-    ax.scatter(ours["cost_per_1m_usd"], ours["accuracy"], label="this repo (test split)", s=40)
-    ax.scatter(paper["cost_per_1m_usd"], paper["accuracy"], label="paper", marker="x", s=50)
-    for r in pd.concat([ours, paper]).itertuples():
-        ax.annotate(str(r.system).split("/")[-1], (r.cost_per_1m_usd, r.accuracy), fontsize=7,
-                    xytext=(4, 2), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel("cost (USD per 1M tokens, log scale)")
-    ax.set_ylabel("MMLU accuracy")
-    ax.legend()
+    paper = table1[table1["source"] == "paper"]
+    singles = ours[ours["pool"].isna()]
+    for ax, pool in zip(axes, ("open", "mix")):
+        pool_singles = singles if pool == "mix" else singles[singles["system"] != "openai/gpt-4-1106-preview"]
+        ax.scatter(pool_singles["cost_per_1m_usd"], pool_singles["accuracy"], color="grey", s=30,
+                   label="single experts (this repo)")
+        for cost, tier in pool_singles.groupby("cost_per_1m_usd"):  # label the best expert of each price
+            best = tier.loc[tier["accuracy"].idxmax()]
+            more = f" (+{len(tier) - 1} at this price)" if len(tier) > 1 else ""
+            ax.annotate(_label(best["system"]) + more, (cost, best["accuracy"]), fontsize=6, color="dimgrey",
+                        xytext=(4, 3), textcoords="offset points")
+        for router, rows in ours[(ours["pool"] == pool) & ours["budget"].notna()].groupby("system"):
+            rows = rows.sort_values("cost_per_1m_usd")
+            line, = ax.plot(rows["cost_per_1m_usd"], rows["accuracy"], marker="o", ms=4, label=router)
+            ax.fill_between(rows["cost_per_1m_usd"], rows["ci_low"], rows["ci_high"], color=line.get_color(),
+                            alpha=0.15)
+        oracle = ours[(ours["pool"] == pool) & ours["budget"].isna()]
+        for r in oracle.itertuples():
+            ax.axhline(r.accuracy, color="black", ls=":", lw=1, label=f"oracle ({pool}, this repo)")
+        theirs = paper[paper["system"] == PAPER_SYSTEMS[pool]].drop_duplicates("cost_per_1m_usd")
+        ax.scatter(theirs["cost_per_1m_usd"], theirs["accuracy"], marker="x", s=60, color="crimson",
+                   label=f"{PAPER_SYSTEMS[pool]} (paper)", zorder=5)
+        ax.set_xscale("log")
+        ax.set_title(POOL_TITLES[pool])
+        ax.set_xlabel("mean cost (USD per 1M tokens, log scale)")
+        ax.set_ylabel("MMLU accuracy (test split)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_subcategories(subcategories: pd.DataFrame, path: Path | None = None):
+    """Figure 5: accuracy per MMLU sub-category, one bar per system."""
+    systems = [c for c in subcategories.columns if c != "n_questions"]
+    ordered = subcategories.sort_values(systems[0])
+    fig, ax = plt.subplots(figsize=(12, 4.8))
+    width = 0.8 / len(systems)
+    x = range(len(ordered))
+    for i, system in enumerate(systems):
+        ax.bar([p + i * width for p in x], ordered[system], width=width, label=system)
+    ax.set_xticks([p + width * (len(systems) - 1) / 2 for p in x])
+    ax.set_xticklabels([f"{s} ({n})" for s, n in zip(ordered.index, ordered["n_questions"])], rotation=40,
+                       ha="right", fontsize=8)
+    ax.set_ylabel("accuracy (test split)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_routing_distribution(distribution: pd.DataFrame, path: Path | None = None):
+    """Figure 6: share of queries per expert size class at each budget tier."""
+    table = distribution.pivot_table(index=["pool", "budget"], columns="size_class", values="share", sort=False)
+    table = table.loc[:, table.sum() > 0]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    bottom = pd.Series(0.0, index=table.index)
+    labels = [f"{pool}-{budget:g}$" for pool, budget in table.index]
+    for size_class in table.columns:
+        ax.bar(labels, table[size_class], bottom=bottom, label=size_class, color=SIZE_COLORS.get(size_class))
+        bottom += table[size_class]
+    ax.set_ylabel("share of test queries")
+    ax.set_xlabel("pool and budget tier (mean USD per 1M tokens)")
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend(title="size class", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_universe_curve(universe: pd.DataFrame, oracles: pd.DataFrame, chance, path: Path | None = None):
+    """S(U) against k for the greedy universe of each pool, with each pool's oracle, the paper's
+    oracle and the chance that one of k independent 4-way guessers is right (``chance(k)``)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    oracle = oracles.set_index("pool")["oracle_S"]
+    for pool, table in universe.groupby("pool", sort=False):
+        line, = ax.plot(table["k"], table["S"], marker="o", label=f"greedy, {pool} pool")
+        ax.axhline(oracle[pool], color=line.get_color(), ls="--", lw=1, label=f"oracle, {pool} pool")
+    ax.axhline(oracles["oracle_S"].iloc[-1], color="grey", lw=1, label="paper's oracle (~98%)")
+    ks = range(1, int(universe["k"].max()) + 1)
+    ax.plot(ks, chance(ks), ls=":", color="black", label="chance: 1 - 0.75^k")
+    ax.set_xlabel("k (experts in the universe)")
+    ax.set_ylabel(f"S(U) on {int(oracles['n_questions'].iloc[0]):,} recorded questions")
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)

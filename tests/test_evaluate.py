@@ -1,0 +1,96 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from leeroo_lib import evaluate
+from leeroo_lib.experts import Expert, load_experts
+
+CHEAP = Expert("cheap", 7.0, "7B", 0.2, "open", "lm-eval 5-shot loglikelihood", "t")
+MID = Expert("mid", 13.0, "13B", 0.5, "open", "lm-eval 5-shot loglikelihood", "t")
+BIG = Expert("big", None, "GPT4", 20.0, "closed", "generative 5-shot (answer letter parsed)", "t")
+CATALOG = [CHEAP, MID, BIG]
+
+
+@pytest.fixture
+def toy():
+    questions = pd.DataFrame({"subject": ["a", "a", "b", "b"], "idx": [0, 1, 0, 1],
+                              "subcategory": ["math", "math", "law", "law"]})
+    scores = pd.DataFrame({"cheap": [1, 0, 0, 1], "mid": [0, 1, 1, 0], "big": [1, 1, 1, 0]},
+                          index=pd.MultiIndex.from_frame(questions[["subject", "idx"]])).astype(float)
+    return questions, scores
+
+
+def test_bootstrap_is_seeded_and_brackets_the_mean():
+    x = np.random.default_rng(0).integers(0, 2, 500)
+    assert evaluate.bootstrap_ci(x, seed=3) == evaluate.bootstrap_ci(x, seed=3)
+    low, high = evaluate.bootstrap_ci(x, seed=3)
+    assert low < x.mean() < high and high - low < 0.1
+
+
+def test_routed_outcomes_reads_the_chosen_expert(toy):
+    questions, scores = toy
+    routes = pd.Series(["cheap", "mid", "mid", "cheap"], index=questions.index)
+    assert evaluate.routed_outcomes(routes, questions, scores).tolist() == [1, 1, 1, 1]
+    with pytest.raises(ValueError, match="no column"):
+        evaluate.routed_outcomes(pd.Series(["gpt-9"] * 4, index=questions.index), questions, scores)
+
+
+def test_router_row_compares_with_best_single_it_can_afford(toy):
+    questions, scores = toy
+    routes = pd.Series(["cheap", "mid", "mid", "cheap"], index=questions.index)
+    row = evaluate.router_row("r", "open", 0.4, routes, questions, scores, CATALOG, seed=0)
+    assert row["cost_per_1m_usd"] == pytest.approx(0.35)
+    assert row["best_single_at_cost"] == "cheap"  # mid (0.5) and big cost more than 0.35
+    assert row["accuracy"] == 1.0 and row["diff_vs_best_single"] == pytest.approx(0.5)
+    assert row["note"] == ""
+
+
+def test_protocol_note_only_when_protocols_mix():
+    assert evaluate.protocol_note([CHEAP, MID]) == ""
+    assert "big generative" in evaluate.protocol_note([CHEAP, BIG])
+    real = load_experts()
+    assert "Mixtral" in evaluate.protocol_note(real)
+
+
+def test_distribution_shares_sum_to_one(toy):
+    questions, _ = toy
+    routes = {("open", 0.4): pd.Series(["cheap", "mid", "mid", "cheap"]), ("mix", 5): pd.Series(["big"] * 4)}
+    dist = evaluate.routing_distribution(routes, CATALOG)
+    sums = dist.groupby(["pool", "budget"])["share"].sum()
+    assert np.allclose(sums, 1.0)
+    assert dist.query("pool == 'mix' and size_class == 'GPT4'")["share"].item() == 1.0
+
+
+def test_subcategory_accuracy(toy):
+    questions, _ = toy
+    out = evaluate.subcategory_accuracy({"s": np.array([1, 0, 1, 1])}, questions)
+    assert out.loc["math", "s"] == 0.5 and out.loc["law", "s"] == 1.0
+    assert out["n_questions"].tolist() == [2, 2]
+
+
+def test_table1_is_identical_for_the_same_seed(toy):
+    questions, scores = toy
+    routes = pd.Series(["cheap", "big", "mid", "cheap"], index=questions.index)
+
+    def build():
+        return evaluate.table1([
+            evaluate.single_expert_rows(scores, CATALOG, seed=0), evaluate.paper_rows(),
+            evaluate.oracle_row(scores, CATALOG, "mix", seed=0),
+            evaluate.router_row("r", "mix", 6.0, routes, questions, scores, CATALOG, seed=0),
+        ])
+
+    a, b = build(), build()
+    assert a.to_csv(index=False) == b.to_csv(index=False)
+    assert list(a.columns) == evaluate.TABLE1_COLUMNS
+    assert set(a["source"]) == {"paper", "this repo"}
+    assert (a.loc[a["source"] == "paper", "accuracy"] <= 1).all()
+
+
+def test_test_questions_limit_is_a_seeded_sample(questions, recorded):
+    from leeroo_lib.splits import make_splits
+
+    splits = make_splits(recorded, 0.4, seed=0)
+    full = evaluate.test_questions(questions, splits)
+    assert len(full) == (splits["split"] == "test").sum()
+    a = evaluate.test_questions(questions, splits, limit=50, seed=1)
+    assert len(a) == 50 and a.equals(evaluate.test_questions(questions, splits, limit=50, seed=1))
