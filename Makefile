@@ -54,8 +54,11 @@ test: $(VENV)/.installed
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks
 
-benchmarks: $(VENV)/.installed
-	for b in benchmarks/*.py; do $(OFFLINE_ENV) $(PY) $$b || exit 1; done
+# Speed and memory figures, printed; the routing benchmark reads the orchestrator notebook 04 saved.
+benchmarks: $(RUN_DIR)/04_policy.ipynb
+	$(RUN_ENV) $(PY) benchmarks/universe.py
+	$(RUN_ENV) $(PY) benchmarks/scoring.py --profile $(PROFILE)
+	$(RUN_ENV) $(PY) benchmarks/routing.py --profile $(PROFILE)
 
 clean-results:
 	rm -rf runs data/scores data/splits data/generated

@@ -68,3 +68,22 @@ def fp32_folder(package: str, file: str, assemble: bool = False, cache_dir: Path
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
     return folder
+
+
+def model_source(entry: dict) -> str:
+    """The model folder or hub id of a profile entry: ``{gguf: {package, file[, assemble]}}`` or
+    ``{pretrained: hub id or folder}``."""
+    if "gguf" in entry:
+        return str(fp32_folder(**entry["gguf"]))
+    if "pretrained" in entry:
+        return entry["pretrained"]
+    raise ValueError(f"model entry {entry} needs 'gguf' ({{package, file}}) or 'pretrained' (hub id or folder)")
+
+
+def nf4_config():
+    """The 4-bit quantization of QLoRA (bitsandbytes NF4, bf16 compute): experts, generators and
+    the causal-LM policy all load their 4-bit models with it, on a CUDA GPU."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)

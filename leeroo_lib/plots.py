@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -20,7 +21,7 @@ def plot_expert_accuracy(table: pd.DataFrame, path: Path | None = None):
     for size_class, rows in table.groupby("size_class", sort=False):
         ax.scatter(rows["cost_per_1m_usd"], rows["accuracy"], label=size_class, s=40)
     for r in table.itertuples():
-        ax.annotate(r.expert.split("/")[-1], (r.cost_per_1m_usd, r.accuracy), fontsize=7,
+        ax.annotate(_label(r.expert), (r.cost_per_1m_usd, r.accuracy), fontsize=7,
                     xytext=(4, 2), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("cost (USD per 1M tokens, log scale)")
@@ -36,7 +37,8 @@ PAPER_SYSTEMS = {"open": "Leeroo (opensource)", "mix": "Leeroo (mix)"}
 
 
 def _label(system: str) -> str:
-    return str(system).split("/")[-1]
+    """A short name for a figure: no organisation, no release suffixes."""
+    return re.sub(r"-(Instruct|hf|v0\.1|v1\.5|1106-preview)\b", "", str(system).split("/")[-1])
 
 
 def plot_accuracy_vs_cost(table1: pd.DataFrame, path: Path | None = None):
@@ -50,11 +52,12 @@ def plot_accuracy_vs_cost(table1: pd.DataFrame, path: Path | None = None):
         pool_singles = singles if pool == "mix" else singles[singles["system"] != "openai/gpt-4-1106-preview"]
         ax.scatter(pool_singles["cost_per_1m_usd"], pool_singles["accuracy"], color="grey", s=30,
                    label="single experts (this repo)")
-        for cost, tier in pool_singles.groupby("cost_per_1m_usd"):  # label the best expert of each price
+        # label the best expert of each price, alternately above and below its point
+        for i, (cost, tier) in enumerate(pool_singles.groupby("cost_per_1m_usd")):
             best = tier.loc[tier["accuracy"].idxmax()]
             more = f" (+{len(tier) - 1} at this price)" if len(tier) > 1 else ""
             ax.annotate(_label(best["system"]) + more, (cost, best["accuracy"]), fontsize=6, color="dimgrey",
-                        xytext=(4, 3), textcoords="offset points")
+                        xytext=(4, 4 if i % 2 == 0 else -10), textcoords="offset points")
         for router, rows in ours[(ours["pool"] == pool) & ours["budget"].notna()].groupby("system"):
             rows = rows.sort_values("cost_per_1m_usd")
             line, = ax.plot(rows["cost_per_1m_usd"], rows["accuracy"], marker="o", ms=4, label=router)

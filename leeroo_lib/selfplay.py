@@ -32,6 +32,7 @@ from .aiq import routed_accuracy
 from .data import LETTERS, question_key
 from .orchestrator import Orchestrator
 from .policy import Policy, _prior, score_targets
+from .live_models import model_source, nf4_config
 from .splits import split_index
 from .universe import greedy_universe
 
@@ -345,17 +346,6 @@ def parse_generation(text: str, example: str = "") -> dict:
     return {**parsed, "valid": True, "reason": ""}
 
 
-def generator_source(entry: dict) -> str:
-    """The model folder or hub id of a generator entry ({gguf: {package, file}} or {pretrained: id})."""
-    if "gguf" in entry:
-        from .live_models import fp32_folder
-
-        return str(fp32_folder(**entry["gguf"]))
-    if "pretrained" in entry:
-        return entry["pretrained"]
-    raise ValueError(f"generator entry {entry} needs 'gguf' ({{package, file}}) or 'pretrained' (hub id or folder)")
-
-
 class LLMGenerator:
     """An instruct LM writes a new question for a subject, shown one training question of that
     subject as the format; each generation is parsed and validated (``parse_generation``).
@@ -373,14 +363,12 @@ class LLMGenerator:
 
     def _load(self):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        source = generator_source(self.model)
+        source = model_source(self.model)
         tokenizer = AutoTokenizer.from_pretrained(source)
         if self.model.get("load_in_4bit", False):
-            quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                              bnb_4bit_compute_dtype=torch.bfloat16)
-            model = AutoModelForCausalLM.from_pretrained(source, quantization_config=quantization, device_map={"": 0})
+            model = AutoModelForCausalLM.from_pretrained(source, quantization_config=nf4_config(), device_map={"": 0})
         else:
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).to(self.device)
         return tokenizer, model.eval()

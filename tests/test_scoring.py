@@ -118,8 +118,7 @@ def test_unknown_model_path_and_id_are_clear_errors(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
 def test_4bit_without_cuda_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match="4-bit.*needs a CUDA GPU"):
-        load_expert_model({"backend": "hf", "pretrained": str(scoring.fp32_folder(**SMOLLM2["gguf"])),
-                           "load_in_4bit": True})
+        load_expert_model({"backend": "hf", "gguf": SMOLLM2["gguf"], "load_in_4bit": True})
 
 
 def test_unreachable_endpoint_names_the_url_quickly():
