@@ -6,8 +6,9 @@ Pieces, each small and seeded:
   outcomes the current policy is least sure of; ``LLMGenerator`` has an instruct LM write new
   questions, which ``parse_generation`` validates (malformed ones are rejected with a reason).
 - ``choose_experts``: which experts answer each question. ``epsilon_greedy`` sends it to the
-  policy's top expert and each other expert with probability epsilon; ``uniform`` spends the same
-  number of evaluations but draws the first expert at random instead of asking the policy; ``full``
+  expert the orchestrator picks for it under the loop's cost budget (the policy's top expert once
+  prices count) and each other expert with probability epsilon; ``uniform`` spends the same number
+  of evaluations but draws the first expert at random instead of asking the orchestrator; ``full``
   asks every expert (full information, the upper bound).
 - ``ReplayEvaluator``: a pool question's recorded outcome is its evaluation (replay); it refuses any
   question outside the training split. Generated questions are answered by live experts
@@ -142,20 +143,22 @@ class ReplayEvaluator:
         return rows.where(asked)
 
 
-def choose_experts(strategy: str, proba: pd.DataFrame | None, available: pd.DataFrame, epsilon: float,
+def choose_experts(strategy: str, top: pd.Series | None, available: pd.DataFrame, epsilon: float,
                    rng: np.random.Generator) -> list[list[str]]:
-    """The experts that answer each question (rows of ``available``); ``proba=None`` means the
-    policy knows nothing yet, so the first expert is drawn at random."""
+    """The experts that answer each question (rows of ``available``). ``top`` names the
+    orchestrator's pick per question; where it is None (no policy yet) or the pick has no recorded
+    outcome for the question, the first expert is drawn at random."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy '{strategy}': use one of {STRATEGIES}")
     experts = np.asarray(available.columns)
     mask = available.to_numpy()
     if strategy == "full":
         return [list(experts[m]) for m in mask]
-    if strategy == "uniform" or proba is None:
-        first = np.argmax(np.where(mask, rng.random(mask.shape), -1), axis=1)
-    else:
-        first = np.argmax(np.where(mask, proba[available.columns].to_numpy(), -np.inf), axis=1)
+    first = np.argmax(np.where(mask, rng.random(mask.shape), -1), axis=1)
+    if strategy == "epsilon_greedy" and top is not None:
+        picked = available.columns.get_indexer(top.to_numpy())
+        usable = mask[np.arange(len(mask)), picked]
+        first[usable] = picked[usable]
     extra = mask & (rng.random(mask.shape) < epsilon)
     extra[np.arange(len(mask)), first] = True
     return [list(experts[m]) for m in extra]
@@ -215,8 +218,8 @@ class SelfPlayLoop:
     def _orchestrate(self, budget: int) -> tuple[pd.DataFrame, list[list[str]]]:
         """The next questions and their experts, as many as the round's budget of evaluations allows."""
         batch = self.generator.propose(budget, self.policy)
-        proba = None if self.policy is None else self.policy.predict_proba(batch)
-        chosen = choose_experts(self.strategy, proba, self.evaluator.available(batch, self.experts),
+        top = None if self.policy is None else self._orchestrator().route(batch, self.budget)
+        chosen = choose_experts(self.strategy, top, self.evaluator.available(batch, self.experts),
                                 self.epsilon, self._rng)
         keep = max(1, int(np.searchsorted(np.cumsum([len(c) for c in chosen]), budget, side="right")))
         self.generator.consume(batch.iloc[:keep])
@@ -233,9 +236,12 @@ class SelfPlayLoop:
         weight = np.where(kinds.isin([ALL_RIGHT, ALL_WRONG]), self.low_signal_weight, 1.0)
         self.policy = self.make_policy(self.seed).fit(self.questions, self.gathered, sample_weight=weight)
 
+    def _orchestrator(self) -> Orchestrator:
+        return Orchestrator(self.policy, self.costs, mode=self.routing_mode)
+
     def test_accuracy(self) -> float:
         """Accuracy on the test questions routed by the current policy under the fixed budget."""
-        routes = Orchestrator(self.policy, self.costs, mode=self.routing_mode).route(self.test_questions, self.budget)
+        routes = self._orchestrator().route(self.test_questions, self.budget)
         return routed_accuracy(routes, self.test_outcomes.set_axis(self.test_questions.index)[self.policy.experts_])
 
     def run_round(self) -> dict:

@@ -72,12 +72,15 @@ def test_round_spends_its_evaluation_budget(setting):
     assert len(loop.log) == row["questions"]
 
 
-def test_epsilon_greedy_sends_to_the_top_expert():
+def test_epsilon_greedy_sends_to_the_orchestrators_pick():
     available = pd.DataFrame([[True, True, True], [True, False, True]], columns=["a", "b", "c"])
-    proba = pd.DataFrame([[0.1, 0.9, 0.5], [0.1, 0.9, 0.5]], columns=["a", "b", "c"])
-    chosen = choose_experts("epsilon_greedy", proba, available, 0.0, np.random.default_rng(0))
-    assert chosen == [["b"], ["c"]]  # b is not available on the second question
-    assert choose_experts("full", proba, available, 0.0, np.random.default_rng(0)) == [["a", "b", "c"], ["a", "c"]]
+    top = pd.Series(["b", "b"])
+    chosen = choose_experts("epsilon_greedy", top, available, 0.0, np.random.default_rng(0))
+    assert chosen[0] == ["b"]
+    assert chosen[1] in (["a"], ["c"])  # b has no recorded outcome there: a random recorded expert
+    assert choose_experts("full", top, available, 0.0, np.random.default_rng(0)) == [["a", "b", "c"], ["a", "c"]]
+    explored = choose_experts("epsilon_greedy", top, available, 1.0, np.random.default_rng(0))
+    assert explored == [["a", "b", "c"], ["a", "c"]]
 
 
 def test_signal_marks_agreement():
