@@ -96,13 +96,14 @@ def oracle_row(test_scores: pd.DataFrame, catalog: list[Expert], pool: str, seed
 def router_row(name: str, pool: str, budget: float, routes: pd.Series, questions: pd.DataFrame,
                test_scores: pd.DataFrame, catalog: list[Expert], seed: int) -> dict:
     """One budgeted router on the test split, with its paired difference to the best single
-    expert of the same pool that costs no more than the router spent."""
+    expert of the same pool that the budget affords (cost <= budget: the router may spend a
+    little less than its budget, and that must not exclude an expert priced at the budget)."""
     experts = get_experts(list(test_scores.columns), catalog)
     cost = pd.Series({e.name: e.cost_per_1m_usd for e in experts})
     correct = routed_outcomes(routes, questions, test_scores)
     spent = float(cost[routes].mean())
     low, high = bootstrap_ci(correct, seed)
-    affordable = cost[cost <= spent + 1e-12].index
+    affordable = cost[cost <= budget + 1e-12].index
     single = test_scores.loc[pd.MultiIndex.from_frame(questions[["subject", "idx"]]), affordable]
     best = single.mean().idxmax()
     diff = correct - single[best].to_numpy()

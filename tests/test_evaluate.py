@@ -43,6 +43,10 @@ def test_router_row_compares_with_best_single_it_can_afford(toy):
     assert row["best_single_at_cost"] == "cheap"  # mid (0.5) and big cost more than 0.35
     assert row["accuracy"] == 1.0 and row["diff_vs_best_single"] == pytest.approx(0.5)
     assert row["note"] == ""
+    # the same routes under a budget of 0.5 are compared with mid too (priced at the budget)
+    better_mid = scores.assign(mid=[1.0, 1.0, 1.0, 1.0])
+    row = evaluate.router_row("r", "open", 0.5, routes, questions, better_mid, CATALOG, seed=0)
+    assert row["best_single_at_cost"] == "mid" and row["diff_vs_best_single"] == pytest.approx(0.0)
 
 
 def test_protocol_note_only_when_protocols_mix():
