@@ -133,3 +133,79 @@ def plot_universe_curve(universe: pd.DataFrame, oracles: pd.DataFrame, chance, p
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def plot_learning_curves(curves: dict[str, pd.DataFrame], budget: float, target: float | None = None,
+                         mark_at: float | None = None, path: Path | None = None):
+    """Self-play: test accuracy at a fixed budget against expert evaluations spent, one line per
+    labelled curve (rows with ``evaluations`` and ``accuracy``); ``target`` draws the goal line,
+    ``mark_at`` a vertical line (e.g. where an expert joined)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, rows in curves.items():
+        ax.plot(rows["evaluations"], rows["accuracy"], marker="o", label=label)
+    if target is not None:
+        ax.axhline(target, color="grey", ls="--", lw=1, label="95% of full information")
+    if mark_at is not None:
+        ax.axvline(mark_at, color="grey", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("expert evaluations spent")
+    ax.set_ylabel(f"test accuracy at budget {budget:g}")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_signal_share(curve: pd.DataFrame, path: Path | None = None):
+    """Self-play: share of each round's questions whose evaluated experts disagree, per strategy."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for strategy, rows in curve.groupby("strategy", sort=False):
+        ax.plot(rows["round"], rows["share_split"], marker="o", label=strategy)
+    ax.set_xlabel("round")
+    ax.set_ylabel("share of high-signal questions")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_training_curves(histories: dict[str, pd.DataFrame], path: Path | None = None):
+    """Policy training: train and validation loss (masked BCE) per epoch, one panel per policy."""
+    fig, axes = plt.subplots(1, len(histories), figsize=(4.5 * len(histories), 3.5), squeeze=False)
+    for ax, (name, history) in zip(axes[0], histories.items()):
+        history.plot(x="epoch", y=["train_loss", "val_loss"], ax=ax, marker="o", title=name)
+        ax.set_ylabel("masked BCE")
+    return _save(fig, path)
+
+
+def plot_reliability(probas: dict[str, pd.DataFrame], outcomes: pd.DataFrame, path: Path | None = None):
+    """Reliability diagram: observed accuracy against predicted chance of success (deciles of the
+    prediction), all experts pooled, over the questions where the outcome is known."""
+    from sklearn.calibration import calibration_curve
+
+    observed_all = outcomes.to_numpy().ravel()
+    known = ~pd.isna(observed_all)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for name, proba in probas.items():
+        observed, predicted = calibration_curve(observed_all[known], proba[outcomes.columns].to_numpy().ravel()[known],
+                                                n_bins=10, strategy="quantile")
+        ax.plot(predicted, observed, marker="o", label=name)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    ax.set(xlabel="predicted chance of success", ylabel="observed accuracy", title="reliability (test split)")
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_router_curves(curves: pd.DataFrame, singles: pd.DataFrame, pools: dict[str, list[str]],
+                       path: Path | None = None):
+    """Test accuracy against mean cost for every router (rows: router, pool, cost, accuracy), one
+    panel per pool, single experts (index: expert; cost, accuracy) as points, the oracle dashed."""
+    fig, axes = plt.subplots(1, len(pools), figsize=(13, 4.5), squeeze=False)
+    for ax, (pool, members) in zip(axes[0], pools.items()):
+        for router, curve in curves[curves["pool"] == pool].groupby("router", sort=False):
+            style = dict(linestyle="--", color="black") if router == "oracle" else dict(marker=".")
+            ax.plot(curve["cost"], curve["accuracy"], label=router, **style)
+        ax.scatter(singles.loc[members, "cost"], singles.loc[members, "accuracy"], color="grey", s=15,
+                   label="single experts")
+        ax.set(xscale="log", xlabel="mean cost (USD per 1M tokens)", ylabel="test accuracy", title=f"pool: {pool}")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
