@@ -10,15 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .evaluate import picked_outcomes
 from .orchestrator import allocate
 
 
 def routed_accuracy(routes: pd.Series, outcomes: pd.DataFrame) -> float:
     """Mean measured outcome of the routed expert per question (``outcomes`` indexed like ``routes``)."""
-    picked = outcomes.to_numpy()[np.arange(len(routes)), outcomes.columns.get_indexer(routes.to_numpy())]
-    if np.isnan(picked).any():
-        raise ValueError("a routed expert has no measured outcome on its question: judge routes on fully scored questions")
-    return float(picked.mean())
+    return float(picked_outcomes(routes, outcomes).mean())
 
 
 def cost_accuracy_curve(proba: pd.DataFrame, outcomes: pd.DataFrame, costs: pd.Series, budgets,

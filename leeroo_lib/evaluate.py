@@ -15,6 +15,7 @@ import pandas as pd
 
 from .data import verify_data_file
 from .experts import Expert, get_experts
+from .policy import score_targets
 
 PAPER_RESULTS_FILE = "paper_results.csv"
 TABLE1_COLUMNS = ["system", "cost_per_1m_usd", "accuracy", "ci_low", "ci_high", "n_questions", "source",
@@ -45,18 +46,23 @@ def bootstrap_ci(correct: np.ndarray, seed: int, n_boot: int = N_BOOTSTRAP) -> t
     return float(low), float(high)
 
 
-def routed_outcomes(routes: pd.Series, questions: pd.DataFrame, scores: pd.DataFrame) -> np.ndarray:
-    """eval of the chosen expert on each question: routes[i] names a column of ``scores`` for the
-    question (subject, idx) in row i of ``questions``."""
-    rows = scores.loc[pd.MultiIndex.from_frame(questions[["subject", "idx"]])]
-    unknown = sorted(set(routes) - set(scores.columns))
+def picked_outcomes(routes: pd.Series, outcomes: pd.DataFrame) -> np.ndarray:
+    """eval of the routed expert on each question: ``outcomes`` (questions x experts) is indexed
+    like ``routes``, which names one of its columns per question."""
+    unknown = sorted(set(routes) - set(outcomes.columns))
     if unknown:
         raise ValueError(f"routes name experts {unknown} that the score matrix has no column for")
-    cols = scores.columns.get_indexer(routes.loc[questions.index])
-    outcome = rows.to_numpy()[np.arange(len(rows)), cols]
-    if np.isnan(outcome).any():
-        raise ValueError("a routed expert has no recorded result on some test question; test on fully scored rows")
-    return outcome
+    cols = outcomes.columns.get_indexer(routes.reindex(outcomes.index).to_numpy())
+    picked = outcomes.to_numpy(np.float64)[np.arange(len(outcomes)), cols]
+    if np.isnan(picked).any():
+        raise ValueError("a routed expert has no recorded result on some question: judge routes on fully scored questions")
+    return picked
+
+
+def routed_outcomes(routes: pd.Series, questions: pd.DataFrame, scores: pd.DataFrame) -> np.ndarray:
+    """``picked_outcomes`` for routes indexed like ``questions``, reading the score matrix
+    (indexed by (subject, idx)) at their rows."""
+    return picked_outcomes(routes, score_targets(questions, scores))
 
 
 def protocol_family(expert: Expert) -> str:
@@ -104,7 +110,7 @@ def router_row(name: str, pool: str, budget: float, routes: pd.Series, questions
     spent = float(cost[routes].mean())
     low, high = bootstrap_ci(correct, seed)
     affordable = cost[cost <= budget + 1e-12].index
-    single = test_scores.loc[pd.MultiIndex.from_frame(questions[["subject", "idx"]]), affordable]
+    single = score_targets(questions, test_scores)[affordable]
     best = single.mean().idxmax()
     diff = correct - single[best].to_numpy()
     d_low, d_high = bootstrap_ci(diff, seed)

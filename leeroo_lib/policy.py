@@ -79,12 +79,6 @@ def training_questions(questions: pd.DataFrame, training_set: pd.DataFrame, spli
     return questions[keys.isin(most_evaluated(training_set, n, seed))]
 
 
-def held_out_questions(questions: pd.DataFrame, splits: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    """The test-split questions, or a seeded sample of ``n`` of them (small profiles)."""
-    chosen = questions[questions.set_index(["subject", "idx"]).index.isin(split_index(splits, "test"))]
-    return chosen if n is None or n >= len(chosen) else chosen.sample(n, random_state=seed).sort_index()
-
-
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy over the measured entries only (targets NaN = not measured); zero,
     without gradient, for a batch where nothing was measured."""
