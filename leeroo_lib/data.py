@@ -20,6 +20,7 @@ import pandas as pd
 from .config import DATA_DIR
 
 RECORDED_SCORES_FILE = "mmlu_recorded_correctness.csv.gz"
+HELM_PREDICTIONS_FILE = "mmlu_helm_predictions.csv.gz"
 CHECKSUMS_FILE = "SHA256SUMS"
 LETTERS = "ABCD"
 HUB_HOST = ("huggingface.co", 443)
@@ -140,12 +141,14 @@ def verify_data_file(name: str, data_dir: Path | None = None) -> Path:
     """The path of a committed data file, after checking it exists and matches data/SHA256SUMS."""
     data_dir = Path(data_dir or DATA_DIR)
     path = data_dir / name
-    restore = f"restore it with `git checkout -- data/{name}` or copy it from ../shared/data/"
+    restore = f"restore it from the repository with `git checkout -- data/{name}`"
     if not path.is_file():
         raise FileNotFoundError(f"data file missing: {path}; {restore}")
-    sums = dict(
-        reversed(line.split()) for line in (data_dir / CHECKSUMS_FILE).read_text().splitlines() if line.strip()
-    )
+    checksums = data_dir / CHECKSUMS_FILE
+    if not checksums.is_file():
+        raise FileNotFoundError(f"{checksums} missing: it holds the sha256 every data file is checked against; "
+                                f"restore it from the repository with `git checkout -- data/{CHECKSUMS_FILE}`")
+    sums = dict(reversed(line.split()) for line in checksums.read_text().splitlines() if line.strip())
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if sums.get(name) != digest:
         raise ValueError(
@@ -167,15 +170,50 @@ def load_recorded_scores(data_dir: Path | None = None) -> pd.DataFrame:
     return df.set_index(["subject", "idx"])[experts].astype(np.float64)
 
 
-def check_recorded_join(questions: pd.DataFrame, data_dir: Path | None = None) -> None:
-    """Raise unless every recorded row names a question whose text hashes to the recorded qkey."""
-    recorded = pd.read_csv(verify_data_file(RECORDED_SCORES_FILE, data_dir), usecols=["subject", "idx", "qkey"])
-    joined = recorded.merge(questions[["subject", "idx", "qkey"]], on=["subject", "idx"], how="left",
-                            suffixes=("", "_text"))
+def _check_join(keyed: pd.DataFrame, questions: pd.DataFrame, what: str) -> None:
+    """Raise unless every row of ``keyed`` (subject, idx, qkey) names a question whose text hashes to its qkey."""
+    joined = keyed[["subject", "idx", "qkey"]].merge(questions[["subject", "idx", "qkey"]], on=["subject", "idx"],
+                                                     how="left", suffixes=("", "_text"))
     bad = joined[joined["qkey"] != joined["qkey_text"]]
     if len(bad):
         raise ValueError(
-            f"{len(bad)} recorded rows do not join to their MMLU question "
+            f"{len(bad)} {what} rows do not join to their MMLU question "
             f"(first: {bad[['subject', 'idx']].head(3).values.tolist()}); the question source and the "
-            "recorded file disagree"
+            f"{what} file disagree"
         )
+
+
+def check_recorded_join(questions: pd.DataFrame, data_dir: Path | None = None) -> None:
+    """Raise unless every recorded row names a question whose text hashes to the recorded qkey."""
+    recorded = pd.read_csv(verify_data_file(RECORDED_SCORES_FILE, data_dir), usecols=["subject", "idx", "qkey"])
+    _check_join(recorded, questions, "recorded")
+
+
+def gold_letters(questions: pd.DataFrame) -> pd.Series:
+    """The gold answer of each question as a letter, index (subject, idx)."""
+    return pd.Series([LETTERS[a] for a in questions["answer"]], name="answer",
+                     index=pd.MultiIndex.from_frame(questions[["subject", "idx"]]))
+
+
+def load_helm_letters(questions: pd.DataFrame, data_dir: Path | None = None) -> pd.DataFrame:
+    """The letter each HELM expert answered: index (subject, idx), one column per expert, 'A'-'D',
+    or NaN where HELM's output held no letter. ``questions`` (``load_mmlu()``) checks the join."""
+    path = verify_data_file(HELM_PREDICTIONS_FILE, data_dir)
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    experts = [c for c in df.columns if c not in ("subject", "idx", "qkey")]
+    odd = sorted(set(np.unique(df[experts].to_numpy())) - set(LETTERS) - {""})
+    if odd:
+        raise ValueError(f"{path}: expert columns must hold A, B, C, D or empty, found {odd[:5]}; "
+                         "restore the file from git")
+    df["idx"] = df["idx"].astype(int)
+    _check_join(df, questions, "HELM")
+    letters = df.set_index(["subject", "idx"])[experts]
+    return letters.mask(letters.eq(""))
+
+
+def load_helm_scores(questions: pd.DataFrame, data_dir: Path | None = None) -> pd.DataFrame:
+    """The HELM experts' correctness, shaped like ``load_recorded_scores``: 1.0 where the letter is
+    the gold answer of ``questions``, 0.0 where it is another letter or empty (HELM counts it wrong)."""
+    letters = load_helm_letters(questions, data_dir)
+    gold = gold_letters(questions).reindex(letters.index)
+    return letters.eq(gold, axis=0).astype(np.float64)
