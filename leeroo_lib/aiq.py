@@ -1,8 +1,15 @@
-"""Cost-accuracy curves of routers, and RouterBench's AIQ (Hu et al. 2024, arXiv 2403.12031).
+"""Cost-accuracy curves of routers, and their AIQ (Hu et al. 2024, RouterBench, arXiv 2403.12031).
 
-AIQ is the area under a router's non-decreasing convex hull of (cost, accuracy) points over a
-common cost range, divided by that range. The hull is what a router reaches when it may mix two
-of its operating points at random; below its cheapest point a router scores nothing.
+AIQ is the area under a router's non-decreasing convex hull of (cost, accuracy) points, divided by
+the width of the cost range it is taken over. The hull is what a router reaches when it may mix two
+of its operating points at random; below its cheapest point a router scores nothing. Two ranges
+are reported, and they give different values (the rankings agree):
+
+- ``aiq``: the formula printed in the RouterBench paper, over the pool's price range [cheapest,
+  dearest expert], divided by its width;
+- ``aiq_routerbench_code``: what RouterBench's released code computes (``evaluation/AIQ.py``,
+  ``calc_AIQ``): the area over [0, X] divided by X, X the largest cost at which any router compared
+  on the pool reaches its best accuracy. It is lower, by the share of [0, X] below the cheapest expert.
 """
 
 from __future__ import annotations
@@ -48,7 +55,8 @@ def non_decreasing_hull(cost, accuracy) -> tuple[np.ndarray, np.ndarray]:
 
 
 def aiq(cost, accuracy, low: float, high: float) -> float:
-    """Area under the non-decreasing convex hull over [low, high], divided by high - low."""
+    """Area under the non-decreasing convex hull over [low, high], divided by high - low (flat after
+    the hull's last point, zero before its first)."""
     if not high > low:
         raise ValueError(f"AIQ needs a cost range with high > low, got [{low}, {high}]")
     x, y = non_decreasing_hull(cost, accuracy)
@@ -68,20 +76,34 @@ def budget_grid(prices: pd.Series, n: int) -> np.ndarray:
 def router_curves(probas: dict[str, pd.DataFrame], outcomes: pd.DataFrame, costs: pd.Series,
                   pools: dict[str, list[str]], n_budgets: int, mode: str = "global") -> pd.DataFrame:
     """Cost-accuracy curves of several routers (name -> predicted probabilities) in several pools
-    (name -> experts): columns router, pool, budget, cost, accuracy."""
-    curves = [
-        cost_accuracy_curve(proba[experts], outcomes, costs, budget_grid(costs[experts], n_budgets), mode)
-        .assign(router=name, pool=pool)
-        for pool, experts in pools.items() for name, proba in probas.items()
-    ]
+    (name -> experts), each pool judged on the questions where all its experts were measured:
+    columns router, pool, budget, cost, accuracy."""
+    curves = []
+    for pool, experts in pools.items():
+        judged = outcomes[experts].notna().all(axis=1).to_numpy()
+        curves += [
+            cost_accuracy_curve(proba.loc[judged, experts], outcomes[judged], costs,
+                                budget_grid(costs[experts], n_budgets), mode).assign(router=name, pool=pool)
+            for name, proba in probas.items()
+        ]
     return pd.concat(curves, ignore_index=True)[["router", "pool", "budget", "cost", "accuracy"]]
 
 
+def routerbench_code_range(curves: pd.DataFrame) -> float:
+    """X of RouterBench's code for the routers of one pool: the largest cost at which any of them
+    reaches its own best accuracy (its hull keeps equal-accuracy points, so the last one counts)."""
+    return float(max(curve.loc[curve["accuracy"] == curve["accuracy"].max(), "cost"].max()
+                     for _, curve in curves.groupby("router", sort=False)))
+
+
 def aiq_table(curves: pd.DataFrame, costs: pd.Series, pools: dict[str, list[str]]) -> pd.DataFrame:
-    """AIQ of every (router, pool) curve over the pool's price range: columns router, pool, aiq."""
-    rows = [
-        {"router": router, "pool": pool,
-         "aiq": aiq(curve["cost"], curve["accuracy"], costs[pools[pool]].min(), costs[pools[pool]].max())}
-        for (router, pool), curve in curves.groupby(["router", "pool"], sort=False)
-    ]
+    """AIQ of every (router, pool) curve: columns router, pool, aiq (the paper's formula over the
+    pool's price range) and aiq_routerbench_code (RouterBench code's, over [0, X]; module docstring)."""
+    code_range = {pool: routerbench_code_range(rows) for pool, rows in curves.groupby("pool", sort=False)}
+    rows = []
+    for (router, pool), curve in curves.groupby(["router", "pool"], sort=False):
+        prices = costs[pools[pool]]
+        rows.append({"router": router, "pool": pool,
+                     "aiq": aiq(curve["cost"], curve["accuracy"], prices.min(), prices.max()),
+                     "aiq_routerbench_code": aiq(curve["cost"], curve["accuracy"], 0.0, code_range[pool])})
     return pd.DataFrame(rows)

@@ -1,7 +1,7 @@
 import pytest
 
 from leeroo_lib.config import available_profiles, load_profile
-from leeroo_lib.experts import accuracy_table, expert_costs, get_experts, load_experts, pool_experts
+from leeroo_lib.experts import accuracy_table, expert_costs, get_experts, load_catalog, load_experts
 from leeroo_lib.splits import make_splits, split_index
 
 
@@ -10,7 +10,7 @@ def test_profiles_exist():
 
 
 def test_unknown_profile_is_named_with_choices():
-    with pytest.raises(ValueError, match=r"unknown profile 'huge'.*cpu, paper, smoke"):
+    with pytest.raises(ValueError, match=r"unknown profile 'huge': choose one of .*cpu, paper.*smoke"):
         load_profile("huge")
 
 
@@ -69,8 +69,20 @@ def test_splits_are_seeded_stratified_and_test_is_fully_scored(recorded):
     assert a[a["split"] == "test"]["subject"].nunique() == recorded.dropna().index.get_level_values(0).nunique()
 
 
-def test_pools():
-    assert "openai/gpt-4-1106-preview" not in pool_experts("open")
-    assert len(pool_experts("open")) == 12 and len(pool_experts("mix")) == 13
-    with pytest.raises(ValueError, match="unknown pool"):
-        pool_experts("closed")
+def test_catalog_joins_the_suites_and_the_live_experts():
+    cfg = load_profile("smoke")
+    catalog = load_catalog(cfg)
+    suites = {e.suite for e in catalog}
+    assert suites == {"recorded", "helm", "live"}
+    assert len([e for e in catalog if e.suite == "helm"]) == 8
+    names = [e.name for e in catalog]
+    assert "openai/gpt-4-1106-preview" in names and "openai/gpt-4-1106-preview (HELM)" in names
+    assert len(names) == len(set(names))
+
+
+def test_a_live_expert_named_like_a_recorded_one_is_refused():
+    cfg = load_profile("smoke")
+    entry = {**cfg["scoring"]["live_experts"][0], "name": "mistralai/Mistral-7B-v0.1"}
+    clash = type(cfg)(name="smoke", settings={**cfg.settings, "scoring": {**cfg["scoring"], "live_experts": [entry]}})
+    with pytest.raises(ValueError, match=r"'mistralai/Mistral-7B-v0.1'\] appear twice in the catalog"):
+        load_catalog(clash)

@@ -1,9 +1,11 @@
+from decimal import Decimal
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from leeroo_lib.aiq import aiq, cost_accuracy_curve, non_decreasing_hull
-from leeroo_lib.orchestrator import MICRO, Orchestrator, allocate
+from leeroo_lib.orchestrator import MICRO, MODES, Orchestrator, allocate
 from leeroo_lib.policy import OraclePolicy, PriorPolicy, RandomPolicy
 
 COSTS = pd.Series({"small": 0.2, "medium": 0.26, "large": 0.6, "huge": 0.9, "closed": 20.0})
@@ -35,6 +37,43 @@ def test_budget_is_never_exceeded(mode):
             routes = allocate(proba, COSTS, budget, mode)
             assert mean_cost_units(routes) <= budget * MICRO + 1e-9
             assert COSTS[routes].mean() <= budget + 1e-12
+
+
+def typed(value: float, digits: int) -> float:
+    """A number as someone would type it: ``digits`` decimals."""
+    return float(f"{value:.{digits}f}")
+
+
+def test_mean_cost_never_exceeds_the_budget_as_typed():
+    """Random pools (prices in whole micro-dollars), batches and budgets (up to 13 decimals) in both
+    modes: the exact mean cost, prices and budget read as the decimals they were typed as, is never
+    above the budget; a budget below the cheapest price (even by 1e-13) is refused, one equal to it is not."""
+    for seed in range(150):
+        rng = np.random.default_rng(seed)
+        k, n = int(rng.integers(1, 6)), int(rng.integers(1, 40))
+        costs = pd.Series([typed(c, int(rng.integers(0, 7))) for c in rng.uniform(0.01, 30, k)],
+                          index=[f"e{j}" for j in range(k)])
+        proba = pd.DataFrame(rng.random((n, k)).round(int(rng.integers(1, 4))), columns=costs.index)
+        price = float(rng.choice(costs))
+        budget = float(rng.choice([typed(rng.uniform(costs.min(), 1.2 * costs.max()), int(rng.integers(1, 14))),
+                                   price, price - 5e-13, price + 5e-13]))
+        for mode in MODES:
+            if Decimal(repr(budget)) < Decimal(repr(float(costs.min()))):
+                with pytest.raises(ValueError, match="below the cheapest allowed expert"):
+                    allocate(proba, costs, budget, mode)
+                continue
+            routes = allocate(proba, costs, budget, mode)
+            assert sum(Decimal(repr(float(costs[e]))) for e in routes) <= Decimal(repr(budget)) * n
+
+
+def test_a_budget_a_hair_below_a_price_cannot_buy_it():
+    proba = pd.DataFrame({"cheap": [0.1], "better": [0.9]})
+    costs = pd.Series({"cheap": 0.2, "better": 0.3})
+    for mode in MODES:
+        assert allocate(proba, costs, 0.2999999999995, mode).item() == "cheap"
+        assert allocate(proba, costs, 0.3, mode).item() == "better"
+    with pytest.raises(ValueError, match=r"whole micro-dollars .*\{'better': 0\.3000001\} are finer: round them"):
+        allocate(proba, pd.Series({"cheap": 0.2, "better": 0.3000001}), 1.0)
 
 
 def test_global_mode_spends_the_budget_up_to_one_query():

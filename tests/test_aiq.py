@@ -1,0 +1,37 @@
+import pandas as pd
+import pytest
+
+from leeroo_lib.aiq import aiq_table, routerbench_code_range
+
+PRICES = pd.Series({"cheap": 0.2, "mid": 0.6, "dear": 1.0})
+POOLS = {"p": list(PRICES.index)}
+
+
+def curves(points: dict[str, list[tuple[float, float]]]) -> pd.DataFrame:
+    return pd.DataFrame([{"router": router, "pool": "p", "budget": cost, "cost": cost, "accuracy": accuracy}
+                         for router, rows in points.items() for cost, accuracy in rows])
+
+
+# Worked by hand. Router a: hull (0.2, 0.5) -> (0.6, 0.7) ((0.4, 0.55) lies under it), flat at 0.7 after:
+# area over [0.2, 1.0] = 0.4 * (0.5 + 0.7) / 2 + 0.4 * 0.7 = 0.52. Router b: hull (0.2, 0.4) -> (0.5, 0.6),
+# flat after its best point (its dearer, worse point is dropped): area = 0.3 * 0.5 + 0.5 * 0.6 = 0.45.
+A = [(0.2, 0.5), (0.4, 0.55), (0.6, 0.7), (1.0, 0.7)]
+B = [(0.2, 0.4), (0.5, 0.6), (1.0, 0.55)]
+
+
+def test_both_aiqs_of_a_small_curve_worked_by_hand():
+    table = aiq_table(curves({"a": A, "b": B}), PRICES, POOLS).set_index("router")
+    # the paper's formula: over the pool's price range [0.2, 1.0], divided by its width 0.8
+    assert table.loc["a", "aiq"] == pytest.approx(0.52 / 0.8)
+    assert table.loc["b", "aiq"] == pytest.approx(0.45 / 0.8)
+    # RouterBench's code: over [0, X] divided by X; X = 1.0, where a last reaches its best accuracy 0.7
+    assert table.loc["a", "aiq_routerbench_code"] == pytest.approx(0.52)
+    assert table.loc["b", "aiq_routerbench_code"] == pytest.approx(0.45)
+    assert list(table.columns) == ["pool", "aiq", "aiq_routerbench_code"]
+
+
+def test_routerbench_code_range_depends_on_the_routers_compared():
+    # b alone: X = 0.5, its best point; area over [0.2, 0.5] = 0.15, over [0, 0.5] divided by 0.5
+    assert routerbench_code_range(curves({"b": B})) == 0.5
+    assert aiq_table(curves({"b": B}), PRICES, POOLS)["aiq_routerbench_code"].item() == pytest.approx(0.3)
+    assert routerbench_code_range(curves({"a": A, "b": B})) == 1.0
