@@ -16,7 +16,6 @@ import torch
 
 from leeroo_lib.config import load_profile
 from leeroo_lib.data import load_mmlu
-from leeroo_lib.experts import pool_experts
 from leeroo_lib.orchestrator import Orchestrator, allocate
 
 
@@ -29,20 +28,19 @@ def main() -> None:
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--questions", type=int, default=1000)
     parser.add_argument("--budget", type=float, default=0.6)
-    parser.add_argument("--pool", default="open", choices=["open", "mix"])
+    parser.add_argument("--pool", default="open", help="a pool of the saved orchestrator (its served experts)")
     args = parser.parse_args()
 
     cfg = load_profile(args.profile)
     questions = load_mmlu().sample(args.questions, random_state=cfg.seed)
-    experts = pool_experts(args.pool)
     before_load = peak_rss_mib()
     start = time.perf_counter()
     orchestrator = Orchestrator.load(cfg.require("orchestrator"))
     load_s = time.perf_counter() - start
     start = time.perf_counter()
-    routes = orchestrator.route(questions, args.budget, experts=experts)
+    routes = orchestrator.route(questions, args.budget, pool=args.pool)
     route_s = time.perf_counter() - start
-    proba = orchestrator.policy.predict_proba(questions)[experts]
+    proba = orchestrator.policy.predict_proba(questions)[orchestrator.pools[args.pool]]
     allocation_s = {}
     for mode in ("sequential", "global"):
         start = time.perf_counter()

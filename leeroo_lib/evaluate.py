@@ -18,9 +18,9 @@ from .experts import Expert, get_experts
 from .policy import score_targets
 
 PAPER_RESULTS_FILE = "paper_results.csv"
-TABLE1_COLUMNS = ["system", "cost_per_1m_usd", "accuracy", "ci_low", "ci_high", "n_questions", "source",
+TABLE1_COLUMNS = ["system", "kind", "cost_per_1m_usd", "accuracy", "ci_low", "ci_high", "n_questions", "source",
                   "pool", "budget", "best_single_at_cost", "diff_vs_best_single", "diff_ci_low",
-                  "diff_ci_high", "note"]
+                  "diff_ci_high", "served", "note"]
 N_BOOTSTRAP = 2000
 LOGLIKELIHOOD, GENERATIVE = "loglikelihood", "generative"
 
@@ -78,15 +78,31 @@ def protocol_note(experts: list[Expert]) -> str:
     return f"mixes protocols: {', '.join(gen)} generative 5-shot, the rest loglikelihood/leaderboard 5-shot"
 
 
-def single_expert_rows(test_scores: pd.DataFrame, catalog: list[Expert], seed: int) -> pd.DataFrame:
-    """Each expert answering every test question alone."""
+def judged_questions(questions: pd.DataFrame, scores: pd.DataFrame, experts: list[str], limit: int | None = None,
+                     seed: int = 0) -> pd.DataFrame:
+    """The rows of ``questions`` where every one of ``experts`` has a result in ``scores`` (indexed by
+    (subject, idx)): where a pool serving them is judged. Never filled: the others are left out.
+    ``limit`` keeps a seeded sample of them, in (subject, idx) order."""
+    measured = score_targets(questions, scores[experts]).notna().all(axis=1)
+    judged = questions[measured.to_numpy()]
+    if limit is not None and limit < len(judged):
+        judged = judged.sample(n=limit, random_state=seed).sort_values(["subject", "idx"])
+    return judged.reset_index(drop=True)
+
+
+def _served(test_scores: pd.DataFrame) -> str:
+    return ", ".join(str(e).split("/")[-1] for e in test_scores.columns)
+
+
+def single_expert_rows(test_scores: pd.DataFrame, catalog: list[Expert], seed: int, pool: str | None = None) -> pd.DataFrame:
+    """Each expert answering every test question alone (of ``pool``, when given)."""
     rows = []
     for e in get_experts(list(test_scores.columns), catalog):
         correct = test_scores[e.name].to_numpy()
         low, high = bootstrap_ci(correct, seed)
-        rows.append({"system": e.name, "cost_per_1m_usd": e.cost_per_1m_usd, "accuracy": correct.mean(),
-                     "ci_low": low, "ci_high": high, "n_questions": len(correct), "source": "this repo",
-                     "note": e.protocol})
+        rows.append({"system": e.name, "kind": "single", "cost_per_1m_usd": e.cost_per_1m_usd,
+                     "accuracy": correct.mean(), "ci_low": low, "ci_high": high, "n_questions": len(correct),
+                     "source": "this repo", "pool": pool, "note": e.protocol})
     return pd.DataFrame(rows)
 
 
@@ -94,15 +110,15 @@ def oracle_row(test_scores: pd.DataFrame, catalog: list[Expert], pool: str, seed
     """The best possible router over a pool: right whenever any of its experts is right."""
     correct = test_scores.max(axis=1).to_numpy()
     low, high = bootstrap_ci(correct, seed)
-    return {"system": f"Oracle ({pool})", "accuracy": correct.mean(), "ci_low": low, "ci_high": high,
-            "n_questions": len(correct), "source": "this repo", "pool": pool,
-            "note": protocol_note(get_experts(list(test_scores.columns), catalog))}
+    return {"system": f"Oracle ({pool})", "kind": "oracle", "accuracy": correct.mean(), "ci_low": low,
+            "ci_high": high, "n_questions": len(correct), "source": "this repo", "pool": pool,
+            "served": _served(test_scores), "note": protocol_note(get_experts(list(test_scores.columns), catalog))}
 
 
 def router_row(name: str, pool: str, budget: float, routes: pd.Series, questions: pd.DataFrame,
                test_scores: pd.DataFrame, catalog: list[Expert], seed: int) -> dict:
-    """One budgeted router on the test split, with its paired difference to the best single
-    expert of the same pool that the budget affords (cost <= budget: the router may spend a
+    """One budgeted router on the test split (``test_scores``: the pool's served experts), with its
+    paired difference to the best single expert of the same pool that the budget affords (cost <= budget: the router may spend a
     little less than its budget, and that must not exclude an expert priced at the budget)."""
     experts = get_experts(list(test_scores.columns), catalog)
     cost = pd.Series({e.name: e.cost_per_1m_usd for e in experts})
@@ -115,10 +131,11 @@ def router_row(name: str, pool: str, budget: float, routes: pd.Series, questions
     diff = correct - single[best].to_numpy()
     d_low, d_high = bootstrap_ci(diff, seed)
     used = get_experts(sorted(set(routes)), catalog)
-    return {"system": name, "cost_per_1m_usd": spent, "accuracy": correct.mean(), "ci_low": low,
-            "ci_high": high, "n_questions": len(correct), "source": "this repo", "pool": pool,
+    return {"system": name, "kind": "leeroo", "cost_per_1m_usd": spent, "accuracy": correct.mean(),
+            "ci_low": low, "ci_high": high, "n_questions": len(correct), "source": "this repo", "pool": pool,
             "budget": budget, "best_single_at_cost": best, "diff_vs_best_single": diff.mean(),
-            "diff_ci_low": d_low, "diff_ci_high": d_high, "note": protocol_note(used)}
+            "diff_ci_low": d_low, "diff_ci_high": d_high, "served": _served(test_scores),
+            "note": protocol_note(used)}
 
 
 def table1(rows: list[pd.DataFrame | dict]) -> pd.DataFrame:

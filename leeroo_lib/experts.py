@@ -1,4 +1,9 @@
-"""The expert catalog: who can answer, at what price (data/experts.csv)."""
+"""The expert catalog: who can answer, at what price.
+
+One catalog per run: the recorded suites (data/experts.csv, the 13 experts of the paper's era;
+data/experts_helm.csv, eight frontier models scored by HELM) plus the profile's live experts, scored
+in notebook 01. Every pool draws its candidates from it (``leeroo_lib.pools``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ import pandas as pd
 from .data import verify_data_file
 from .scoring import protocol
 
-EXPERTS_FILE = "experts.csv"
+# Recorded suites: name -> catalog file under data/.
+SUITES = {"recorded": "experts.csv", "helm": "experts_helm.csv"}
+LIVE_SUITE = "live"
 
 
 @dataclass(frozen=True)
@@ -25,10 +32,14 @@ class Expert:
     access: str
     protocol: str
     source: str
+    suite: str = "recorded"
 
 
-def load_experts(data_dir: Path | None = None) -> list[Expert]:
-    df = pd.read_csv(verify_data_file(EXPERTS_FILE, data_dir))
+def load_experts(data_dir: Path | None = None, suite: str = "recorded") -> list[Expert]:
+    """The experts of one recorded suite (a key of ``SUITES``)."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite '{suite}': the recorded suites are {sorted(SUITES)} (and '{LIVE_SUITE}')")
+    df = pd.read_csv(verify_data_file(SUITES[suite], data_dir))
     return [
         Expert(
             name=r.expert,
@@ -38,19 +49,35 @@ def load_experts(data_dir: Path | None = None) -> list[Expert]:
             access=r.access,
             protocol=r.protocol,
             source=r.source,
+            suite=suite,
         )
         for r in df.itertuples()
     ]
 
 
+def load_catalog(cfg=None, data_dir: Path | None = None) -> list[Expert]:
+    """Every recorded suite, plus the live experts of profile ``cfg`` when given; names are unique."""
+    catalog = [e for suite in SUITES for e in load_experts(data_dir, suite)]
+    if cfg is not None:
+        catalog += live_experts(cfg)
+    names = pd.Series([e.name for e in catalog])
+    if names.duplicated().any():
+        raise ValueError(
+            f"expert name(s) {sorted(set(names[names.duplicated()]))} appear twice in the catalog; rename the "
+            "live expert in the profile's scoring.live_experts (names must be unique across suites)"
+        )
+    return catalog
+
+
 def get_experts(names, catalog: list[Expert] | None = None) -> list[Expert]:
     """The catalog entries for ``names``, in that order; an unknown name is an error that lists the known ones."""
-    catalog = load_experts() if catalog is None else catalog
+    catalog = load_catalog() if catalog is None else catalog
     by_name = {e.name: e for e in catalog}
     unknown = [n for n in names if n not in by_name]
     if unknown:
         raise ValueError(
-            f"unknown expert(s) {unknown}: the catalog (data/experts.csv) has {sorted(by_name)}"
+            f"unknown expert(s) {unknown}: the catalog ({', '.join(f'data/{f}' for f in SUITES.values())} and "
+            f"the profile's live experts) has {sorted(by_name)}"
         )
     return [by_name[n] for n in names]
 
@@ -73,30 +100,17 @@ def accuracy_table(scores: pd.DataFrame, catalog: list[Expert]) -> pd.DataFrame:
     }).sort_values("cost_per_1m_usd", kind="stable").reset_index(drop=True)
 
 
-POOLS = {
-    "open": lambda e: e.access == "open",  # the paper's Leeroo (opensource)
-    "mix": lambda e: True,                 # Leeroo (mix): GPT-4 in the pool as well
-}
-
-
-def pool_experts(pool: str, catalog: list[Expert] | None = None) -> list[str]:
-    """Names of the recorded experts in a routing pool ('open' or 'mix')."""
-    if pool not in POOLS:
-        raise ValueError(f"unknown pool '{pool}': use one of {sorted(POOLS)}")
-    catalog = load_experts() if catalog is None else catalog
-    return [e.name for e in catalog if POOLS[pool](e)]
-
-
 def live_experts(cfg) -> list[Expert]:
     """Catalog entries of the profile's live experts (scored in notebook 01 through lm-eval).
 
-    Their price and size class come from the profile's ``scoring.live_experts`` entries; they sit in
-    the tables beside the recorded experts but never in the routing pools, which are data/experts.csv.
+    Their price and size class come from the profile's ``scoring.live_experts`` entries; like any
+    expert they enter a pool when the pool names them as candidates and the universe serves them.
     """
     settings = cfg["scoring"]
     scored_as = f"live: {protocol(settings['num_fewshot'], settings['task'])}"
     return [
         Expert(name=e["name"], params_b=e.get("params_b"), size_class=e["size_class"],
-               cost_per_1m_usd=float(e["cost_per_1m_usd"]), access="open", protocol=scored_as, source=e["source"])
+               cost_per_1m_usd=float(e["cost_per_1m_usd"]), access=e.get("access", "open"), protocol=scored_as,
+               source=e["source"], suite=LIVE_SUITE)
         for e in settings["live_experts"]
     ]

@@ -31,8 +31,10 @@ def plot_expert_accuracy(table: pd.DataFrame, path: Path | None = None):
     return _save(fig, path)
 
 
-POOL_TITLES = {"open": "open pool (Leeroo opensource)", "mix": "mix pool (with GPT-4)"}
-SIZE_COLORS = {"7B": "tab:blue", "13B": "tab:green", "34B+": "tab:orange", "GPT4": "tab:red"}
+POOL_TITLES = {"open": "open pool (Leeroo opensource)", "mix": "mix pool (with GPT-4)",
+               "frontier": "frontier pool (HELM, one protocol)"}
+SIZE_COLORS = {"7B": "tab:blue", "13B": "tab:green", "34B+": "tab:orange", "GPT4": "tab:red",
+               "frontier-small": "tab:olive", "frontier": "tab:purple", "tiny (live)": "tab:gray"}
 PAPER_SYSTEMS = {"open": "Leeroo (opensource)", "mix": "Leeroo (mix)"}
 
 
@@ -42,35 +44,39 @@ def _label(system: str) -> str:
 
 
 def plot_accuracy_vs_cost(table1: pd.DataFrame, path: Path | None = None):
-    """Figure 4: accuracy against cost per pool; single experts as points, our router as a curve
-    with its 95% interval, the paper's Leeroo points overlaid."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    """Figure 4: accuracy against cost, one panel per pool; its served experts alone as points, our
+    router as a curve with its 95% interval, the paper's Leeroo points overlaid where it has them."""
     ours = table1[table1["source"] == "this repo"]
     paper = table1[table1["source"] == "paper"]
-    singles = ours[ours["pool"].isna()]
-    for ax, pool in zip(axes, ("open", "mix")):
-        pool_singles = singles if pool == "mix" else singles[singles["system"] != "openai/gpt-4-1106-preview"]
+    pools = list(dict.fromkeys(ours.loc[ours["kind"] == "leeroo", "pool"]))
+    rows = (len(pools) + 1) // 2
+    fig, axes = plt.subplots(rows, min(2, len(pools)), figsize=(12, 4.8 * rows), squeeze=False)
+    for ax in axes.flat[len(pools):]:
+        ax.set_visible(False)
+    for ax, pool in zip(axes.flat, pools):
+        pool_singles = ours[(ours["kind"] == "single") & (ours["pool"] == pool)]
         ax.scatter(pool_singles["cost_per_1m_usd"], pool_singles["accuracy"], color="grey", s=30,
-                   label="single experts (this repo)")
+                   label="served experts alone (this repo)")
         # label the best expert of each price, alternately above and below its point
         for i, (cost, tier) in enumerate(pool_singles.groupby("cost_per_1m_usd")):
             best = tier.loc[tier["accuracy"].idxmax()]
             more = f" (+{len(tier) - 1} at this price)" if len(tier) > 1 else ""
             ax.annotate(_label(best["system"]) + more, (cost, best["accuracy"]), fontsize=6, color="dimgrey",
                         xytext=(4, 4 if i % 2 == 0 else -10), textcoords="offset points")
-        for router, rows in ours[(ours["pool"] == pool) & ours["budget"].notna()].groupby("system"):
+        for router, rows in ours[(ours["pool"] == pool) & (ours["kind"] == "leeroo")].groupby("system"):
             rows = rows.sort_values("cost_per_1m_usd")
             line, = ax.plot(rows["cost_per_1m_usd"], rows["accuracy"], marker="o", ms=4, label=router)
             ax.fill_between(rows["cost_per_1m_usd"], rows["ci_low"], rows["ci_high"], color=line.get_color(),
                             alpha=0.15)
-        oracle = ours[(ours["pool"] == pool) & ours["budget"].isna()]
+        oracle = ours[(ours["pool"] == pool) & (ours["kind"] == "oracle")]
         for r in oracle.itertuples():
             ax.axhline(r.accuracy, color="black", ls=":", lw=1, label=f"oracle ({pool}, this repo)")
-        theirs = paper[paper["system"] == PAPER_SYSTEMS[pool]].drop_duplicates("cost_per_1m_usd")
-        ax.scatter(theirs["cost_per_1m_usd"], theirs["accuracy"], marker="x", s=60, color="crimson",
-                   label=f"{PAPER_SYSTEMS[pool]} (paper)", zorder=5)
+        if pool in PAPER_SYSTEMS:
+            theirs = paper[paper["system"] == PAPER_SYSTEMS[pool]].drop_duplicates("cost_per_1m_usd")
+            ax.scatter(theirs["cost_per_1m_usd"], theirs["accuracy"], marker="x", s=60, color="crimson",
+                       label=f"{PAPER_SYSTEMS[pool]} (paper)", zorder=5)
         ax.set_xscale("log")
-        ax.set_title(POOL_TITLES[pool])
+        ax.set_title(POOL_TITLES.get(pool, f"{pool} pool"))
         ax.set_xlabel("mean cost (USD per 1M tokens, log scale)")
         ax.set_ylabel("MMLU accuracy (test split)")
         ax.grid(alpha=0.3)
@@ -99,11 +105,14 @@ def plot_subcategories(subcategories: pd.DataFrame, path: Path | None = None):
     return _save(fig, path)
 
 
-def plot_routing_distribution(distribution: pd.DataFrame, path: Path | None = None):
-    """Figure 6: share of queries per expert size class at each budget tier."""
+def plot_routing_distribution(distribution: pd.DataFrame, served: dict[str, str] | None = None,
+                              path: Path | None = None):
+    """Figure 6: share of queries per expert size class at each budget tier; ``served`` (pool ->
+    its served experts, as text) is listed under the bars."""
     table = distribution.pivot_table(index=["pool", "budget"], columns="size_class", values="share", sort=False)
+    table = table.reindex(pd.MultiIndex.from_frame(distribution[["pool", "budget"]].drop_duplicates()))
     table = table.loc[:, table.sum() > 0]
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = plt.subplots(figsize=(12, 4.5))
     bottom = pd.Series(0.0, index=table.index)
     labels = [f"{pool}-{budget:g}$" for pool, budget in table.index]
     for size_class in table.columns:
@@ -113,23 +122,28 @@ def plot_routing_distribution(distribution: pd.DataFrame, path: Path | None = No
     ax.set_xlabel("pool and budget tier (mean USD per 1M tokens)")
     ax.tick_params(axis="x", rotation=45)
     ax.legend(title="size class", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if served:
+        caption = "\n".join(f"{pool} serves: {experts}" for pool, experts in served.items())
+        fig.text(0.01, -0.02, caption, fontsize=7, va="top", wrap=True)
     fig.tight_layout()
     return _save(fig, path)
 
 
 def plot_universe_curve(universe: pd.DataFrame, oracles: pd.DataFrame, chance, path: Path | None = None):
-    """S(U) against k for the greedy universe of each pool, with each pool's oracle, the paper's
-    oracle and the chance that one of k independent 4-way guessers is right (``chance(k)``)."""
+    """S(U) on the training questions against k for the greedy universe of each pool (its served
+    experts, ``results/universe.csv``), with each pool's oracle, the paper's oracle and the chance
+    that one of k independent 4-way guessers is right (``chance(k)``)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     oracle = oracles.set_index("pool")["oracle_S"]
-    for pool, table in universe.groupby("pool", sort=False):
-        line, = ax.plot(table["k"], table["S"], marker="o", label=f"greedy, {pool} pool")
+    served = universe[universe["served"] == 1]
+    for pool, table in served.groupby("pool", sort=False):
+        line, = ax.plot(table["k"], table["S_train"], marker="o", label=f"greedy, {pool} pool")
         ax.axhline(oracle[pool], color=line.get_color(), ls="--", lw=1, label=f"oracle, {pool} pool")
     ax.axhline(oracles["oracle_S"].iloc[-1], color="grey", lw=1, label="paper's oracle (~98%)")
-    ks = range(1, int(universe["k"].max()) + 1)
+    ks = range(1, int(served["k"].max()) + 1)
     ax.plot(ks, chance(ks), ls=":", color="black", label="chance: 1 - 0.75^k")
     ax.set_xlabel("k (experts in the universe)")
-    ax.set_ylabel(f"S(U) on {int(oracles['n_questions'].iloc[0]):,} recorded questions")
+    ax.set_ylabel("S(U) on each pool's training questions")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)

@@ -32,7 +32,7 @@ def complete_questions(scores: pd.DataFrame) -> pd.DataFrame:
     if scores.shape[0] == 0 or scores.shape[1] == 0:
         raise ValueError(
             f"empty score matrix ({scores.shape[0]} questions x {scores.shape[1]} experts): pass questions "
-            "as rows and at least one expert as a column, e.g. scores[pool_experts('open')]"
+            "as rows and at least one expert as a column, e.g. scores[served_experts(universe)['open']]"
         )
     complete = scores.dropna(how="any")
     if complete.empty:
@@ -172,9 +172,11 @@ def universe_table(steps: list[tuple[str, float]], pool: str, costs: pd.Series) 
 
 
 def cost_aware_table(scores: pd.DataFrame, k: int, costs: pd.Series, budgets) -> pd.DataFrame:
-    """Per budget on the summed serving cost: the cost-aware universe, what it costs and its S(U)."""
+    """Per budget on the summed serving cost: the cost-aware universe, what it costs and its S(U).
+    Budgets below the cheapest expert of ``scores`` afford no universe and are left out."""
     rows = []
-    for budget in budgets:
+    cheapest = costs.reindex(scores.columns).min()
+    for budget in [b for b in budgets if b >= cheapest]:
         experts = [e for e, _ in greedy_universe(scores, k, costs=costs, budget=budget)]
         rows.append({"budget": budget, "n_experts": len(experts), "cost_per_1m_usd": costs[experts].sum(),
                      "S": universe_score(scores, experts) if experts else 0.0, "experts": ", ".join(experts)})

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leeroo_lib.experts import expert_costs, load_experts, pool_experts
+from leeroo_lib.experts import expert_costs, load_experts
 from leeroo_lib.scoring import select_questions
 from leeroo_lib.selfplay import (LogisticProbePolicy, PoolGenerator, ReplayEvaluator, SelfPlayLoop, choose_experts,
                                  parse_generation, signal)
@@ -21,7 +21,7 @@ class HashEmbedder:
 
 @pytest.fixture(scope="module")
 def setting(questions, recorded):
-    experts = pool_experts("mix")
+    experts = [e.name for e in load_experts()]
     scores = recorded[experts]
     splits = make_splits(scores, test_fraction=0.4, seed=0)
     pool = select_questions(questions, 4, 0, among=split_index(splits, "train"))
