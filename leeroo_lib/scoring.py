@@ -1,22 +1,34 @@
 """eval(e_j(q_i)) for live experts: MMLU scored by lm-evaluation-harness, one row per question.
 
-lm-eval does the scoring (k-shot loglikelihood of the letters A-D, as the paper); this module
-only picks the questions, writes the task definition, loads the expert through one of lm-eval's
-models, and stores the per-question results so an interrupted run continues where it stopped.
+lm-eval does the scoring; this module only picks the questions, writes the task definition, loads
+the expert through one of lm-eval's models, and stores the per-question results so an interrupted
+run continues where it stopped. Two methods, stored with every row (``protocol``):
+- ``loglikelihood`` (the paper's): the letter A-D with the highest k-shot loglikelihood. Needs the
+  model's logprobs: in-process (``hf``, fp32 or NF4 4-bit, CPU or GPU) or a server that returns prompt
+  logprobs (``local-completions``, e.g. vLLM).
+- ``generative`` (the protocol of the recorded Mixtral and GPT-4 columns): the expert answers in its
+  chat format, greedily, and a regex filter of the task takes the letter from the reply. Works with
+  any OpenAI-compatible server (``local-chat-completions``) and in-process (``hf``).
 
 Tasks, one per subject as in lm-eval's own ``mmlu``:
 - ``local``: the project's question file (``load_mmlu``) written as JSON, read by lm-eval through
   ``dataset_path: json``. MMLU's offline copy has no dev split, so the k shots are the first k test
   questions of the same subject, never the question itself (lm-eval's ``first_n`` sampler drops
   the evaluated document, and any copy of it, from the pool when the shots come from the test split).
-- ``mmlu``: lm-eval's standard ``mmlu_<subject>`` tasks (``cais/mmlu`` from the hub, dev-split shots).
+- ``mmlu``: lm-eval's standard ``mmlu_<subject>`` tasks (``cais/mmlu`` from the hub, dev-split shots);
+  loglikelihood only.
 In both a document's position in its subject's test split is the question's ``idx``.
+
+At scale, one job per (expert, shard) from the command line, each writing its own file and task
+folder, then one merge (``python -m leeroo_lib.scoring --help``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import socket
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -26,11 +38,22 @@ import yaml
 from tqdm.auto import tqdm
 
 from .data import LETTERS
-from .live_models import model_source, nf4_config
+from .live_models import model_source, nf4_model
 
-BACKENDS = ("hf", "local-completions")
-SCORE_COLUMNS = ["subject", "idx", *[f"loglik_{c}" for c in LETTERS], "pred", "answer", "correct", "protocol"]
+# The methods each backend can score with; the first is its default.
+BACKENDS = {
+    "hf": ("loglikelihood", "generative"),
+    "vllm": ("loglikelihood", "generative"),
+    "local-completions": ("loglikelihood",),
+    "local-chat-completions": ("generative",),
+}
+METHODS = ("loglikelihood", "generative")
+SCORE_COLUMNS = ["subject", "idx", *[f"loglik_{c}" for c in LETTERS], "pred", "answer", "correct", "protocol",
+                 "seconds"]
 ENDPOINT_TIMEOUT_S = 2.0
+# The reply's letter: the one it starts with ("B", "(B)", "B. text"), else the one after "answer (is)".
+LETTER_PATTERN = r"^\W*([A-D])\b|[Aa]nswer(?: is)?\W*([A-D])\b"
+NO_LETTER = "[invalid]"
 
 MMLU_TEMPLATE = {
     "test_split": "test",
@@ -43,6 +66,18 @@ MMLU_TEMPLATE = {
     "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
     "metadata": {"version": 1.0},
 }
+# The same documents and prompt, answered by greedy generation; lm-eval's regex filter takes the letter.
+GENERATIVE_TEMPLATE = {
+    **{k: v for k, v in MMLU_TEMPLATE.items() if k not in ("doc_to_choice", "metric_list")},
+    "output_type": "generate_until",
+    "doc_to_target": "{{['A', 'B', 'C', 'D'][answer]}}",
+    "generation_kwargs": {"until": ["\n\n"], "max_gen_toks": 16, "do_sample": False, "temperature": 0.0},
+    "filter_list": [{"name": "letter", "filter": [
+        {"function": "regex", "regex_pattern": LETTER_PATTERN, "fallback": NO_LETTER},
+        {"function": "take_first"},
+    ]}],
+    "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
+}
 
 
 def safe_name(expert: str) -> str:
@@ -50,12 +85,32 @@ def safe_name(expert: str) -> str:
     return "".join(c if c.isalnum() or c in "-._" else "_" for c in expert.replace("/", "__")).strip("_")
 
 
-def protocol(num_fewshot: int, task: str) -> str:
+def scoring_method(entry: dict) -> str:
+    """How a live expert entry is scored: its ``method``, else its backend's default."""
+    backend = entry.get("backend")
+    if backend not in BACKENDS:
+        raise ValueError(f"expert '{entry.get('name')}': unknown backend '{backend}', use one of {list(BACKENDS)}")
+    method = entry.get("method", BACKENDS[backend][0])
+    if method not in BACKENDS[backend]:
+        raise ValueError(
+            f"expert '{entry.get('name')}': backend '{backend}' scores by {' or '.join(BACKENDS[backend])}, not "
+            f"'{method}' (chat endpoints return no loglikelihoods; loglikelihood over HTTP needs local-completions "
+            "on a server that returns prompt logprobs, e.g. vLLM)"
+        )
+    return method
+
+
+def protocol(num_fewshot: int, task: str, method: str = "loglikelihood") -> str:
     """How a live expert was scored (``task``: 'local' or 'mmlu'), stored with every row and shown in the tables."""
     shots = {"local": "shots: first test questions of the subject", "mmlu": "shots: MMLU dev split"}
     if task not in shots:
         raise ValueError(f"scoring task must be 'local' or 'mmlu', not '{task}'")
-    return f"lm-eval {num_fewshot}-shot loglikelihood ({task} task, {shots[task]})"
+    if method not in METHODS:
+        raise ValueError(f"scoring method must be one of {METHODS}, not '{method}'")
+    if method == "generative" and task != "local":
+        raise ValueError("generative scoring reads the project's own question file: set scoring.task to 'local'")
+    scored_by = {"loglikelihood": "loglikelihood", "generative": "generative, letter parsed"}[method]
+    return f"lm-eval {num_fewshot}-shot {scored_by} ({task} task, {shots[task]})"
 
 
 def select_questions(questions: pd.DataFrame, per_subject: int | None, seed: int, subjects=None,
@@ -72,9 +127,27 @@ def select_questions(questions: pd.DataFrame, per_subject: int | None, seed: int
     return pool.sort_values(["subject", "idx"]).reset_index(drop=True)
 
 
+def shard_of(questions: pd.DataFrame, shard: tuple[int, int] | None) -> pd.DataFrame:
+    """Part ``i`` of ``n`` contiguous, near-equal parts of the (subject, idx)-sorted questions (all when None)."""
+    if shard is None:
+        return questions
+    i, n = shard
+    if not 0 <= i < n:
+        raise ValueError(f"shard {i}/{n}: the index must be in 0..{n - 1}")
+    ordered = questions.sort_values(["subject", "idx"]).reset_index(drop=True)
+    return ordered.iloc[np.array_split(np.arange(len(ordered)), n)[i]].reset_index(drop=True)
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Leave an identical file untouched, so lm-eval's dataset cache (keyed on the file) stays valid."""
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+
+
 def write_local_tasks(questions: pd.DataFrame, folder: Path, subjects) -> Path:
-    """One lm-eval task per subject on the project's own question file: every test question of the
-    subject in idx order (so a document's position is its idx), the pool the shots come from too."""
+    """One lm-eval task per subject and method on the project's own question file: every test
+    question of the subject in idx order (so a document's position is its idx), the pool the shots
+    come from too. Each scoring job writes its own folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for subject in subjects:
@@ -83,25 +156,28 @@ def write_local_tasks(questions: pd.DataFrame, folder: Path, subjects) -> Path:
             raise ValueError(f"questions of '{subject}' must be its whole test file (idx 0..n-1), as load_mmlu gives")
         data_file = folder / f"{subject}.jsonl"
         # Only the text goes in: a repeated MMLU question is then equal to its copy, and both leave the shot pool.
-        data_file.write_text("".join(
+        _write_if_changed(data_file, "".join(
             json.dumps({"question": q, "choices": list(c), "answer": int(a)}) + "\n"
             for q, c, a in zip(rows["question"], rows["choices"], rows["answer"])
         ))
-        task = {
-            **MMLU_TEMPLATE,
-            "task": task_name(subject, folder),
-            "dataset_path": "json",
-            "dataset_kwargs": {"data_files": {"test": str(data_file)}},
-            "description": f"The following are multiple choice questions (with answers) about "
-                           f"{subject.replace('_', ' ')}.\n\n",
-        }
-        (folder / f"{task['task']}.yaml").write_text(yaml.safe_dump(task, sort_keys=False))
+        for method, template in (("loglikelihood", MMLU_TEMPLATE), ("generative", GENERATIVE_TEMPLATE)):
+            task = {
+                **template,
+                "task": task_name(subject, folder, method),
+                "dataset_path": "json",
+                "dataset_kwargs": {"data_files": {"test": str(data_file)}},
+                "description": f"The following are multiple choice questions (with answers) about "
+                               f"{subject.replace('_', ' ')}.\n\n",
+            }
+            _write_if_changed(folder / f"{task['task']}.yaml", yaml.safe_dump(task, sort_keys=False))
     return folder
 
 
-def task_name(subject: str, task_dir: Path | None) -> str:
+def task_name(subject: str, task_dir: Path | None, method: str = "loglikelihood") -> str:
     """The lm-eval task of a subject: the local one, or lm-eval's standard ``mmlu_<subject>``."""
-    return f"leeroo_mmlu_{subject}" if task_dir is not None else f"mmlu_{subject}"
+    if task_dir is None:
+        return f"mmlu_{subject}"
+    return f"leeroo_mmlu_{subject}" if method == "loglikelihood" else f"leeroo_mmlu_generative_{subject}"
 
 
 def check_endpoint(url: str, timeout: float = ENDPOINT_TIMEOUT_S) -> None:
@@ -113,28 +189,40 @@ def check_endpoint(url: str, timeout: float = ENDPOINT_TIMEOUT_S) -> None:
     except OSError as err:
         raise ConnectionError(
             f"expert endpoint {url} is unreachable ({err}); start the OpenAI-compatible server there "
-            "(e.g. `vllm serve <model>`) or fix base_url in the profile's scoring.live_experts"
+            "(e.g. `vllm serve <model>` or `transformers serve <folder>`) or fix base_url in the profile's "
+            "scoring.live_experts"
         ) from None
 
 
+def check_prompt_logprobs(model_args: dict, timeout: float = 60.0) -> None:
+    """Fail at once when a completions endpoint does not return prompt logprobs (``echo`` with
+    ``logprobs``), which loglikelihood scoring needs; `transformers serve`, for one, ignores both."""
+    import requests
+
+    url = model_args["base_url"]
+    reply = requests.post(url, json={"model": model_args.get("model"), "prompt": "The answer is", "max_tokens": 1,
+                                     "logprobs": 1, "echo": True, "temperature": 0}, timeout=timeout)
+    choice = (reply.json().get("choices") or [{}])[0] if reply.ok else {}
+    if not (choice.get("logprobs") or {}).get("token_logprobs"):
+        raise ValueError(
+            f"expert endpoint {url} returns no prompt logprobs (HTTP {reply.status_code}), which loglikelihood "
+            "scoring needs: serve the model with vLLM (`vllm serve`), or score it generatively (backend: "
+            "local-chat-completions, base_url .../v1/chat/completions)"
+        )
+
+
 def _hf_model(pretrained: str, load_in_4bit: bool, batch_size, device: str):
-    import torch
     from lm_eval.models.huggingface import HFLM
 
     is_path = Path(pretrained).expanduser().is_absolute() or pretrained.startswith(".")
     if is_path and not Path(pretrained).expanduser().exists():
         raise FileNotFoundError(f"model folder {pretrained} does not exist; fix `pretrained` in the profile")
-    if load_in_4bit and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"4-bit loading of {pretrained} needs a CUDA GPU (bitsandbytes) and torch sees none; "
-            "set load_in_4bit: false for this expert or run on a GPU machine"
-        )
     try:
         if not load_in_4bit:
             return HFLM(pretrained=pretrained, device=device, dtype="auto", batch_size=batch_size)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(pretrained, device_map={"": 0}, quantization_config=nf4_config())
+        model = nf4_model(AutoModelForCausalLM, pretrained, device)
         return HFLM(pretrained=model, tokenizer=AutoTokenizer.from_pretrained(pretrained), batch_size=batch_size)
     except OSError as err:
         raise ValueError(
@@ -147,18 +235,35 @@ def load_expert_model(entry: dict, batch_size=1, device: str = "cpu"):
     """The lm-eval model object of one live expert from its profile entry.
 
     ``backend: hf`` with ``pretrained`` (hub id or folder) or ``gguf`` ({package, file, assemble})
-    and optionally ``load_in_4bit``; ``backend: local-completions`` with ``model_args`` passed to
-    lm-eval's ``local-completions`` (base_url, model, tokenizer, ...).
+    and optionally ``load_in_4bit`` (NF4, on CPU or GPU); ``backend: vllm`` (CUDA machines with vLLM)
+    with ``pretrained`` and ``model_args`` for lm-eval's ``vllm`` model (data_parallel_size,
+    quantization, ...); ``backend: local-completions`` or ``local-chat-completions`` with
+    ``model_args`` passed to lm-eval's model of that name (base_url, model, and for completions the
+    tokenizer).
     """
     backend = entry.get("backend")
+    method = scoring_method(entry)
     if backend == "hf":
         return _hf_model(model_source(entry), bool(entry.get("load_in_4bit", False)), batch_size, device)
+    if backend == "vllm":
+        try:
+            from lm_eval.models.vllm_causallms import VLLM
+        except ModuleNotFoundError:
+            raise ModuleNotFoundError(
+                f"expert '{entry.get('name')}' has backend 'vllm', which needs vLLM and a CUDA GPU: "
+                "`pip install vllm` there, or use backend: hf (in-process, 4-bit with load_in_4bit: true)"
+            ) from None
+        return VLLM(pretrained=model_source(entry), batch_size=batch_size, **entry.get("model_args", {}))
+    check_endpoint(entry["model_args"]["base_url"])
     if backend == "local-completions":
         from lm_eval.models.openai_completions import LocalCompletionsAPI
 
-        check_endpoint(entry["model_args"]["base_url"])
+        if method == "loglikelihood":
+            check_prompt_logprobs(entry["model_args"])
         return LocalCompletionsAPI(batch_size=batch_size, **entry["model_args"])
-    raise ValueError(f"expert '{entry.get('name')}': unknown backend '{backend}', use one of {BACKENDS}")
+    from lm_eval.models.openai_completions import LocalChatCompletion
+
+    return LocalChatCompletion(**entry["model_args"])
 
 
 def task_manager(task_dir: Path | None):
@@ -170,15 +275,33 @@ def task_manager(task_dir: Path | None):
     return TaskManager(include_path=str(task_dir), include_defaults=False)
 
 
+def _row(sample: dict, method: str) -> dict:
+    """One scored question from one of lm-eval's logged samples."""
+    answer = int(sample["doc"]["answer"])
+    if method == "loglikelihood":
+        loglik = [float(resp[0]) for resp in sample["filtered_resps"]]
+        pred = LETTERS[int(np.argmax(loglik))]
+    else:
+        loglik = [np.nan] * len(LETTERS)
+        reply = sample["filtered_resps"]
+        letter = reply[0] if isinstance(reply, list) else reply
+        pred = letter if letter in LETTERS else None
+    return {**{f"loglik_{c}": v for c, v in zip(LETTERS, loglik)},
+            "pred": pred, "answer": LETTERS[answer], "correct": int(pred == LETTERS[answer])}
+
+
 def evaluate_questions(lm, questions: pd.DataFrame, num_fewshot: int, task_dir: Path | None, manager=None,
-                       seed: int = 0):
+                       seed: int = 0, method: str = "loglikelihood"):
     """Score ``questions`` with lm-eval in one call: (one row per question, lm-eval's results dict).
 
     ``task_dir``: the folder of ``write_local_tasks``, or None for lm-eval's standard ``mmlu`` tasks.
+    ``method='generative'`` applies the expert's chat template and parses the letter of its reply.
     """
     import lm_eval
 
     subjects = sorted(questions["subject"].unique())
+    kind = "mmlu" if task_dir is None else "local"
+    scored_as = protocol(num_fewshot, kind, method)
     if task_dir is not None:
         missing = [str(Path(task_dir) / f"{s}.jsonl") for s in subjects if not (Path(task_dir) / f"{s}.jsonl").is_file()]
         if missing:
@@ -186,24 +309,17 @@ def evaluate_questions(lm, questions: pd.DataFrame, num_fewshot: int, task_dir: 
                 f"question file(s) of the local MMLU task missing: {missing[:3]}; "
                 "write them with leeroo_lib.scoring.write_local_tasks(load_mmlu(), task_dir, subjects)"
             )
-    names = {task_name(s, task_dir): s for s in subjects}
+    names = {task_name(s, task_dir, method): s for s in subjects}
     results = lm_eval.simple_evaluate(
         model=lm, tasks=list(names), num_fewshot=num_fewshot, task_manager=manager or task_manager(task_dir),
         samples={t: sorted(questions.loc[questions["subject"] == s, "idx"].tolist()) for t, s in names.items()},
-        log_samples=True, bootstrap_iters=0, random_seed=seed, numpy_random_seed=seed,
-        torch_random_seed=seed, fewshot_random_seed=seed, verbosity="ERROR",
+        apply_chat_template=method == "generative", log_samples=True, bootstrap_iters=0, random_seed=seed,
+        numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed, verbosity="ERROR",
     )
-    rows = []
-    for name, samples in results["samples"].items():
-        for sample in samples:
-            loglik = [float(resp[0]) for resp in sample["filtered_resps"]]
-            pred = int(np.argmax(loglik))
-            rows.append({"subject": names[name], "idx": int(sample["doc_id"]),
-                         **{f"loglik_{c}": v for c, v in zip(LETTERS, loglik)},
-                         "pred": LETTERS[pred], "answer": LETTERS[int(sample["target"])],
-                         "correct": int(pred == int(sample["target"]))})
+    rows = [{"subject": names[name], "idx": int(sample["doc_id"]), **_row(sample, method)}
+            for name, samples in results["samples"].items() for sample in samples]
     scored = pd.DataFrame(rows).sort_values(["subject", "idx"]).reset_index(drop=True)
-    return scored.assign(protocol=protocol(num_fewshot, "mmlu" if task_dir is None else "local")), results
+    return scored.assign(protocol=scored_as), results
 
 
 def read_scores(path: Path) -> pd.DataFrame:
@@ -216,17 +332,30 @@ def _keys(frame: pd.DataFrame) -> pd.MultiIndex:
     return pd.MultiIndex.from_frame(frame[["subject", "idx"]].astype({"idx": int}))
 
 
+def _store(frame: pd.DataFrame, path: Path) -> None:
+    """Write the whole file or nothing: a reader never sees half a file."""
+    partial = path.with_suffix(".partial")
+    frame.to_parquet(partial, index=False)
+    partial.replace(path)
+
+
 def score_expert(make_model, questions: pd.DataFrame, path: Path, num_fewshot: int, task_dir: Path | None,
-                 chunk_size: int, seed: int = 0, desc: str | None = None) -> pd.DataFrame:
+                 chunk_size: int, seed: int = 0, desc: str | None = None,
+                 method: str = "loglikelihood") -> pd.DataFrame:
     """Score every question of ``questions`` not yet in ``path``, ``chunk_size`` at a time, appending
     each finished chunk to the parquet file, so a rerun after an interruption skips what is stored.
+    Each row keeps ``seconds``, its share of its chunk's wall time.
 
     ``make_model``: a zero-argument callable giving the lm-eval model, called only when there is work.
     Returns the stored rows of ``questions``.
     """
+    import aiohttp
+    import requests
+
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     done = read_scores(path)
-    wanted = protocol(num_fewshot, "mmlu" if task_dir is None else "local")
+    wanted = protocol(num_fewshot, "mmlu" if task_dir is None else "local", method)
     if len(done) and set(done["protocol"]) != {wanted}:
         raise ValueError(
             f"{path} holds scores made with {sorted(set(done['protocol']))}, not '{wanted}'; "
@@ -237,35 +366,148 @@ def score_expert(make_model, questions: pd.DataFrame, path: Path, num_fewshot: i
         lm, manager = make_model(), task_manager(task_dir)
         with tqdm(total=len(questions), initial=len(questions) - len(todo), desc=desc or path.stem, unit="q") as bar:
             for start in range(0, len(todo), chunk_size):
-                scored, _ = evaluate_questions(lm, todo.iloc[start:start + chunk_size], num_fewshot, task_dir,
-                                               manager, seed)
+                began = time.perf_counter()
+                try:
+                    scored, _ = evaluate_questions(lm, todo.iloc[start:start + chunk_size], num_fewshot, task_dir,
+                                                   manager, seed, method)
+                except (requests.exceptions.RequestException, aiohttp.ClientError) as err:  # lm-eval's HTTP
+                    raise ConnectionError(
+                        f"expert endpoint {getattr(lm, 'base_url', '?')} failed while scoring ({err}); the "
+                        f"{len(done)} questions scored before are kept in {path}: restart the server and rerun, "
+                        "scoring resumes there"
+                    ) from None
+                scored["seconds"] = (time.perf_counter() - began) / len(scored)
                 done = scored if done.empty else pd.concat([done, scored], ignore_index=True)
-                partial = path.with_suffix(".partial")
-                done.to_parquet(partial, index=False)
-                partial.replace(path)  # a chunk is stored whole or not at all
+                _store(done, path)  # a chunk is stored whole or not at all
                 bar.update(len(scored))
     mine = done[_keys(done).isin(_keys(questions))]
     return mine.sort_values(["subject", "idx"]).reset_index(drop=True)
 
 
+def live_sample(cfg, questions: pd.DataFrame, among: pd.Index | None = None, subjects=None) -> pd.DataFrame:
+    """The questions the profile's live experts are scored on (``scoring.questions_per_subject`` of
+    each of ``subjects``, default ``scoring.subjects``), seeded, drawn from ``among``."""
+    settings = cfg["scoring"]
+    return select_questions(questions, settings["questions_per_subject"], cfg.seed,
+                            subjects or settings.get("subjects"), among)
+
+
+def live_entry(cfg, name: str) -> dict:
+    """The ``scoring.live_experts`` entry of an expert, by name."""
+    entries = {e["name"]: e for e in cfg["scoring"]["live_experts"]}
+    if name not in entries:
+        raise ValueError(
+            f"profile '{cfg.name}' has no live expert '{name}'; its scoring.live_experts are {sorted(entries)}"
+        )
+    return entries[name]
+
+
+def scores_path(cfg, name: str, shard: tuple[int, int] | None = None) -> Path:
+    """Where a live expert's rows are stored: one file per expert, and one per shard of a fanned-out run."""
+    if shard is None:
+        return cfg.output_path("data", "scores", f"{safe_name(name)}.parquet")
+    return shard_folder(cfg, name) / "{}-of-{}.parquet".format(*shard)
+
+
+def shard_folder(cfg, name: str) -> Path:
+    """The folder of one live expert's shard files (created)."""
+    folder = cfg.output_root / "data" / "scores" / "shards" / safe_name(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def score_job(cfg, questions: pd.DataFrame, entry: dict, picked: pd.DataFrame, path: Path,
+              model=None) -> pd.DataFrame:
+    """Score one live expert on ``picked`` into ``path``, with a task folder of its own beside the file;
+    ``model``: its lm-eval model when already loaded, else loaded when there is work."""
+    settings = cfg["scoring"]
+    task_dir = None
+    if settings["task"] == "local":
+        task_dir = write_local_tasks(questions, Path(path).with_suffix(".tasks"), picked["subject"].unique())
+    return score_expert(
+        lambda: model if model is not None else load_expert_model(entry, settings["batch_size"], cfg["device"]),
+        picked, path, settings["num_fewshot"], task_dir, settings["chunk_size"], cfg.seed, desc=entry["name"],
+        method=scoring_method(entry),
+    )
+
+
 def score_live_experts(cfg, questions: pd.DataFrame, among: pd.Index | None = None) -> dict[str, pd.DataFrame]:
     """Score each live expert of the profile's ``scoring`` block on its question sample; each
     expert's rows go to ``<output root>/data/scores/<expert>.parquet`` and resume from there."""
-    settings = cfg["scoring"]
-    picked = select_questions(questions, settings["questions_per_subject"], cfg.seed,
-                              settings.get("subjects"), among)
-    protocol(settings["num_fewshot"], settings["task"])  # fails early on an unknown task
-    task_dir = None
-    if settings["task"] == "local":
-        task_dir = write_local_tasks(questions, cfg.output_root / "data" / "scores" / "tasks", picked["subject"].unique())
-    return {
-        entry["name"]: score_expert(
-            lambda entry=entry: load_expert_model(entry, settings["batch_size"], cfg["device"]),
-            picked, cfg.output_path("data", "scores", f"{safe_name(entry['name'])}.parquet"),
-            settings["num_fewshot"], task_dir, settings["chunk_size"], cfg.seed, desc=entry["name"],
+    picked = live_sample(cfg, questions, among)
+    for entry in cfg["scoring"]["live_experts"]:  # fail early on a bad setting, before any model loads
+        protocol(cfg["scoring"]["num_fewshot"], cfg["scoring"]["task"], scoring_method(entry))
+    return {entry["name"]: score_job(cfg, questions, entry, picked, scores_path(cfg, entry["name"]))
+            for entry in cfg["scoring"]["live_experts"]}
+
+
+def merge_shards(cfg, name: str) -> pd.DataFrame:
+    """Join the shard files of one expert (all ``i-of-n`` for one ``n``) and the rows already in its
+    score file into that file; a question scored twice keeps one row. Returns the merged rows."""
+    folder = shard_folder(cfg, name)
+    shards = sorted(folder.glob("*-of-*.parquet"))
+    counts = {int(p.stem.split("-of-")[1]) for p in shards}
+    if len(counts) != 1:
+        raise FileNotFoundError(
+            f"{folder} holds no shard files of one run (found {[p.name for p in shards]}); run every "
+            f"`python -m leeroo_lib.scoring --profile {cfg.name} --expert '{name}' --shard i/n` first"
         )
-        for entry in settings["live_experts"]
-    }
+    n = counts.pop()
+    missing = [i for i in range(n) if not scores_path(cfg, name, (i, n)).is_file()]
+    if missing:
+        raise FileNotFoundError(f"shards {missing} of {n} of '{name}' are not stored in {folder}: run them first")
+    path = scores_path(cfg, name)
+    parts = [read_scores(path), *(read_scores(scores_path(cfg, name, (i, n))) for i in range(n))]
+    merged = pd.concat([p for p in parts if len(p)], ignore_index=True)
+    if merged["protocol"].nunique() > 1:
+        raise ValueError(
+            f"the shards and {path} of '{name}' were scored differently: {sorted(set(merged['protocol']))}"
+        )
+    merged = merged.drop_duplicates(["subject", "idx"]).sort_values(["subject", "idx"]).reset_index(drop=True)
+    _store(merged, path)
+    return merged
+
+
+def _shard(text: str) -> tuple[int, int]:
+    parts = text.split("/")
+    if len(parts) == 2 and all(p.isdigit() for p in parts) and int(parts[0]) < int(parts[1]):
+        return int(parts[0]), int(parts[1])
+    raise argparse.ArgumentTypeError(f"--shard takes I/N with 0 <= I < N (e.g. 0/4), not '{text}'")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One scoring job: a live expert of a profile, on its question sample or one shard of it."""
+    parser = argparse.ArgumentParser(
+        prog="python -m leeroo_lib.scoring",
+        description="Score one live expert of a profile through lm-evaluation-harness, into its own resumable "
+                    "file. Fan out with one job per --shard I/N (a Slurm array, a shell loop), then --merge.",
+    )
+    parser.add_argument("--profile", default=None, help="configs/<profile>.yaml (default: $LEEROO_PROFILE, else cpu)")
+    parser.add_argument("--expert", required=True, help="a name in the profile's scoring.live_experts")
+    parser.add_argument("--subjects", nargs="+", default=None, help="MMLU subjects (default: the profile's)")
+    parser.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                        help="score part I of N of the questions, into data/scores/shards/<expert>/I-of-N.parquet")
+    parser.add_argument("--merge", action="store_true",
+                        help="join the expert's stored shards into data/scores/<expert>.parquet and exit")
+    args = parser.parse_args(argv)
+    if args.merge and (args.shard or args.subjects):
+        parser.error("--merge takes only --profile and --expert")
+
+    from .config import load_profile
+    from .data import load_mmlu, load_recorded_scores
+
+    cfg = load_profile(args.profile)
+    entry = live_entry(cfg, args.expert)
+    if args.merge:
+        merged = merge_shards(cfg, args.expert)
+        print(f"{args.expert}: {len(merged)} questions in {scores_path(cfg, args.expert)}")
+        return 0
+    questions = load_mmlu()
+    picked = shard_of(live_sample(cfg, questions, load_recorded_scores().index, args.subjects), args.shard)
+    path = scores_path(cfg, args.expert, args.shard)
+    scored = score_job(cfg, questions, entry, picked, path)
+    print(f"{args.expert}: {len(scored)} questions in {path}, accuracy {scored['correct'].mean():.3f}")
+    return 0
 
 
 def merge_score_matrix(recorded: pd.DataFrame, live: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -303,3 +545,7 @@ def letter_distribution(live: dict[str, pd.DataFrame]) -> pd.DataFrame:
         name: letters.value_counts(normalize=True).reindex(list(LETTERS), fill_value=0.0)
         for name, letters in columns.items()
     })
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

