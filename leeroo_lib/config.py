@@ -108,13 +108,13 @@ class _NeuralPolicySettings(_Block):
 
 
 class Encoder(_NeuralPolicySettings):
-    """Keyword arguments of policy.EncoderPolicy."""
+    """Keyword arguments of policies.EncoderPolicy."""
 
     trainable_layers: int = None
 
 
 class CausalLM(_NeuralPolicySettings):
-    """Keyword arguments of policy.CausalLMPolicy."""
+    """Keyword arguments of policies.CausalLMPolicy."""
 
     model: str | None = None  # None: SmolLM2-135M from its PyPI package
     quantize_4bit: bool = None
@@ -270,12 +270,16 @@ def check_settings(settings, path: Path) -> None:
             key, block = _locate(error["loc"])
             by_key.setdefault(key, (block, []))[1].append(error)
         problems = [_describe(key, block, errors) for key, (block, errors) in by_key.items()]
-        raise ValueError(f"{path} does not fit the profile schema (leeroo_lib/config.py, ProfileSchema):\n  "
-                         + "\n  ".join(problems)) from None
+        raise ValueError(
+            f"{path} does not fit the profile schema (leeroo_lib/config.py, ProfileSchema):\n  " + "\n  ".join(problems)
+        ) from None
     pools = sorted(profile.pools)
-    named = {"evaluation.goal.pool": [profile.evaluation.goal.pool], "selfplay.pool": [profile.selfplay.pool],
-             "evaluation.strategies.pool": [profile.evaluation.strategies.pool],
-             "evaluation.highlight": list(profile.evaluation.highlight)}
+    named = {
+        "evaluation.goal.pool": [profile.evaluation.goal.pool],
+        "selfplay.pool": [profile.selfplay.pool],
+        "evaluation.strategies.pool": [profile.evaluation.strategies.pool],
+        "evaluation.highlight": list(profile.evaluation.highlight),
+    }
     unknown = [f"{key}: {name!r}" for key, names in named.items() for name in names if name not in pools]
     if unknown:
         raise ValueError(f"{path} names pools it does not define ({'; '.join(unknown)}); its pools are {pools}")
@@ -311,7 +315,6 @@ class Profile:
         path = self.output_root.joinpath(*parts)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
-
 
     def artifact(self, name: str) -> Path:
         """Where a file of the data flow goes (its parent folder is created)."""

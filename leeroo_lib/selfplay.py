@@ -26,53 +26,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
 from .aiq import routed_accuracy
 from .data import LETTERS, question_key
-from .orchestrator import Orchestrator
-from .policy import Policy, _prior, score_targets
 from .live_models import model_source, nf4_model
+from .orchestrator import Orchestrator
 from .splits import split_index
 from .universe import greedy_universe
 
 STRATEGIES = ("epsilon_greedy", "uniform", "full")
 SPLIT, ALL_RIGHT, ALL_WRONG, SINGLE = "split", "all_right", "all_wrong", "single"
-
-
-class LogisticProbePolicy(Policy):
-    """One logistic regression per expert on frozen sentence embeddings: cheap enough to refit
-    every round on 2 CPU cores. An expert with too few outcomes (one class only, or none) gets its
-    observed accuracy (0.5 when never measured)."""
-
-    def __init__(self, embedder, C: float = 1.0, seed: int = 0):
-        self.embedder = embedder
-        self.C = C
-        self.seed = seed
-
-    def fit(self, questions: pd.DataFrame, scores: pd.DataFrame, sample_weight=None) -> LogisticProbePolicy:
-        targets = score_targets(questions, scores).to_numpy()
-        weight = np.ones(len(questions)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-        x = self.embedder.embed(questions)
-        self.experts_ = list(scores.columns)
-        self.prior_ = _prior(targets)
-        self.models_ = {}
-        for j, expert in enumerate(self.experts_):
-            measured = ~np.isnan(targets[:, j])
-            y = targets[measured, j]
-            if len(np.unique(y)) == 2:
-                self.models_[expert] = LogisticRegression(C=self.C, max_iter=300, random_state=self.seed).fit(
-                    x[measured], y, sample_weight=weight[measured])
-        return self
-
-    def predict_proba(self, questions: pd.DataFrame) -> pd.DataFrame:
-        x = self.embedder.embed(questions)
-        proba = np.tile(self.prior_, (len(questions), 1))
-        for j, expert in enumerate(self.experts_):
-            if expert in self.models_:
-                proba[:, j] = self.models_[expert].predict_proba(x)[:, 1]
-        return self._frame(proba, questions)
 
 
 def outcome_variance(proba: pd.DataFrame) -> pd.Series:
@@ -143,8 +107,9 @@ class ReplayEvaluator:
         return rows.where(asked)
 
 
-def choose_experts(strategy: str, top: pd.Series | None, available: pd.DataFrame, epsilon: float,
-                   rng: np.random.Generator) -> list[list[str]]:
+def choose_experts(
+    strategy: str, top: pd.Series | None, available: pd.DataFrame, epsilon: float, rng: np.random.Generator
+) -> list[list[str]]:
     """The experts that answer each question (rows of ``available``). ``top`` names the
     orchestrator's pick per question; where it is None (no policy yet) or the pick has no recorded
     outcome for the question, the first expert is drawn at random."""
@@ -182,10 +147,24 @@ class SelfPlayLoop:
     with the paper's sequential rule; their recorded outcomes give the test accuracy.
     """
 
-    def __init__(self, strategy: str, generator: PoolGenerator, evaluator: ReplayEvaluator, experts: list[str],
-                 make_policy, test_questions: pd.DataFrame, test_outcomes: pd.DataFrame, costs: pd.Series,
-                 budget: float, routing_mode: str = "global", epsilon: float = 0.1, first_round_evaluations: int = 200, growth: float = 2.0,
-                 low_signal_weight: float = 0.25, seed: int = 0):
+    def __init__(
+        self,
+        strategy: str,
+        generator: PoolGenerator,
+        evaluator: ReplayEvaluator,
+        experts: list[str],
+        make_policy,
+        test_questions: pd.DataFrame,
+        test_outcomes: pd.DataFrame,
+        costs: pd.Series,
+        budget: float,
+        routing_mode: str = "global",
+        epsilon: float = 0.1,
+        first_round_evaluations: int = 200,
+        growth: float = 2.0,
+        low_signal_weight: float = 0.25,
+        seed: int = 0,
+    ):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy '{strategy}': use one of {STRATEGIES}")
         self.strategy = strategy
@@ -206,21 +185,23 @@ class SelfPlayLoop:
         self._rng = np.random.default_rng(seed)
         self.policy = None
         self.questions = generator.pool.iloc[:0]
-        self.gathered = pd.DataFrame(columns=self.experts, dtype=float,
-                                     index=pd.MultiIndex.from_tuples([], names=["subject", "idx"]))
+        self.gathered = pd.DataFrame(
+            columns=self.experts, dtype=float, index=pd.MultiIndex.from_tuples([], names=["subject", "idx"])
+        )
         self.log = pd.DataFrame(columns=["round", "subject", "idx", "n_evaluated", "signal"])
         self.evaluations = 0
         self.round = 0
 
     def _round_budget(self) -> int:
-        return int(round(self.first_round_evaluations * self.growth ** self.round))
+        return int(round(self.first_round_evaluations * self.growth**self.round))
 
     def _orchestrate(self, budget: int) -> tuple[pd.DataFrame, list[list[str]]]:
         """The next questions and their experts, as many as the round's budget of evaluations allows."""
         batch = self.generator.propose(budget, self.policy)
         top = None if self.policy is None else self._orchestrator().route(batch, self.budget)
-        chosen = choose_experts(self.strategy, top, self.evaluator.available(batch, self.experts),
-                                self.epsilon, self._rng)
+        chosen = choose_experts(
+            self.strategy, top, self.evaluator.available(batch, self.experts), self.epsilon, self._rng
+        )
         keep = max(1, int(np.searchsorted(np.cumsum([len(c) for c in chosen]), budget, side="right")))
         self.generator.consume(batch.iloc[:keep])
         return batch.iloc[:keep], chosen[:keep]
@@ -249,17 +230,34 @@ class SelfPlayLoop:
         questions, chosen = self._orchestrate(budget)
         outcomes = self.evaluator.evaluate(questions, chosen)
         kinds = signal(outcomes[self.experts])
-        self.log = pd.concat([self.log, pd.DataFrame({
-            "round": self.round, "subject": questions["subject"].to_numpy(), "idx": questions["idx"].to_numpy(),
-            "n_evaluated": [len(c) for c in chosen], "signal": kinds.to_numpy()})], ignore_index=True)
+        self.log = pd.concat(
+            [
+                self.log,
+                pd.DataFrame(
+                    {
+                        "round": self.round,
+                        "subject": questions["subject"].to_numpy(),
+                        "idx": questions["idx"].to_numpy(),
+                        "n_evaluated": [len(c) for c in chosen],
+                        "signal": kinds.to_numpy(),
+                    }
+                ),
+            ],
+            ignore_index=True,
+        )
         self.evaluations += sum(len(c) for c in chosen)
         self._add(questions, outcomes)
         self._refit()
         self.round += 1
         shares = kinds.value_counts(normalize=True)
-        return {"strategy": self.strategy, "round": self.round, "questions": len(self.questions),
-                "evaluations": self.evaluations, "accuracy": self.test_accuracy(),
-                **{f"share_{k}": float(shares.get(k, 0.0)) for k in (SPLIT, ALL_RIGHT, ALL_WRONG, SINGLE)}}
+        return {
+            "strategy": self.strategy,
+            "round": self.round,
+            "questions": len(self.questions),
+            "evaluations": self.evaluations,
+            "accuracy": self.test_accuracy(),
+            **{f"share_{k}": float(shares.get(k, 0.0)) for k in (SPLIT, ALL_RIGHT, ALL_WRONG, SINGLE)},
+        }
 
     def run(self, max_rounds: int | None = None) -> pd.DataFrame:
         """Rounds until the pool is used up (or ``max_rounds``): one learning-curve row per round."""
@@ -302,11 +300,15 @@ def goal_check(curve: pd.DataFrame, accuracy_share: float = 0.95, evaluation_sha
     reached = greedy[greedy["accuracy"] >= target]
     first = reached.iloc[0] if len(reached) else None
     share = None if first is None else float(first["evaluations"] / full["evaluations"])
-    return {"full_accuracy": float(full["accuracy"]), "full_evaluations": int(full["evaluations"]),
-            "target_accuracy": float(target),
-            "epsilon_greedy_evaluations": None if first is None else int(first["evaluations"]),
-            "epsilon_greedy_accuracy": None if first is None else float(first["accuracy"]),
-            "evaluation_share": share, "goal_met": share is not None and share <= evaluation_share}
+    return {
+        "full_accuracy": float(full["accuracy"]),
+        "full_evaluations": int(full["evaluations"]),
+        "target_accuracy": float(target),
+        "epsilon_greedy_evaluations": None if first is None else int(first["evaluations"]),
+        "epsilon_greedy_accuracy": None if first is None else float(first["accuracy"]),
+        "evaluation_share": share,
+        "goal_met": share is not None and share <= evaluation_share,
+    }
 
 
 # --- questions written by an LLM -------------------------------------------------------------------
@@ -335,7 +337,7 @@ def parse_generation(text: str, example: str = "") -> dict:
         return {**parsed, "valid": False, "reason": "no 'Question:' followed by options"}
     parsed["question"] = " ".join(found.group(1).split())
     options = {}
-    for letter, option in _OPTION.findall(text[found.end():]):
+    for letter, option in _OPTION.findall(text[found.end() :]):
         options.setdefault(letter, option)
     missing = [c for c in LETTERS if c not in options]
     if missing:
@@ -343,7 +345,7 @@ def parse_generation(text: str, example: str = "") -> dict:
     parsed["choices"] = [options[c] for c in LETTERS]
     if len({c.lower() for c in parsed["choices"]}) < 4:
         return {**parsed, "valid": False, "reason": "options are not four distinct answers"}
-    answer = _ANSWER.search(text[found.end():])
+    answer = _ANSWER.search(text[found.end() :])
     if not answer:
         return {**parsed, "valid": False, "reason": "no 'Answer:' with a letter A-D"}
     parsed["answer"] = LETTERS.index(answer.group(1))
@@ -358,8 +360,15 @@ class LLMGenerator:
     ``model`` is a profile entry: {gguf: {package, file}} (CPU) or {pretrained: hub id, load_in_4bit}.
     Generations are cached under their settings, so a rerun costs nothing."""
 
-    def __init__(self, model: dict, examples: pd.DataFrame, max_new_tokens: int = 200, temperature: float = 0.7,
-                 device: str = "cpu", seed: int = 0):
+    def __init__(
+        self,
+        model: dict,
+        examples: pd.DataFrame,
+        max_new_tokens: int = 200,
+        temperature: float = 0.7,
+        device: str = "cpu",
+        seed: int = 0,
+    ):
         self.model = model
         self.examples = examples
         self.max_new_tokens = max_new_tokens
@@ -390,8 +399,13 @@ class LLMGenerator:
     def generate(self, subjects: list[str], cache_path: Path | None = None) -> pd.DataFrame:
         """One generation per subject, in one batch: subject, text, valid, reason, question, choices,
         answer, qkey. Each stops at the end-of-text token or after ``max_new_tokens``."""
-        settings = {"model": self.model, "max_new_tokens": self.max_new_tokens,
-                    "temperature": self.temperature, "seed": self.seed, "subjects": list(subjects)}
+        settings = {
+            "model": self.model,
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "subjects": list(subjects),
+        }
         if cache_path is not None and Path(cache_path).is_file():
             cached = json.loads(Path(cache_path).read_text())
             if cached["settings"] == settings:
@@ -403,14 +417,21 @@ class LLMGenerator:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         prompts, examples = zip(*(self._prompt(subject) for subject in subjects))
-        chats = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                               tokenize=False) for p in prompts]
+        chats = [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+            for p in prompts
+        ]
         inputs = tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         torch.manual_seed(self.seed)
         with torch.inference_mode():
-            out = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=True,
-                                 temperature=self.temperature, pad_token_id=tokenizer.pad_token_id)
-        texts = tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            out = model.generate(
+                **inputs,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=True,
+                temperature=self.temperature,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        texts = tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         rows = []
         for subject, example, text in zip(subjects, examples, texts):
             parsed = parse_generation(text, example)

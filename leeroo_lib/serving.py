@@ -56,13 +56,15 @@ from .config import CONFIG_DIR, load_profile
 from .data import question_key
 from .expert_server import ExpertServer
 from .orchestrator import MICRO, Orchestrator, allocate_sequential, budget_units, price_units
-from .policy import OraclePolicy
+from .policies.baselines import OraclePolicy
 
 ENDPOINTS_DIR = CONFIG_DIR / "endpoints"
 APIS = ("chat", "completions")
 LOCAL_API_KEY = "none"  # a local server checks no key; the OpenAI wire format still sends one
-QUESTION_PATTERN = re.compile(r"(?s)\A(?P<stem>.*)\nA\. (?P<a>[^\n]*)\nB\. (?P<b>[^\n]*)\nC\. (?P<c>[^\n]*)"
-                              r"\nD\. (?P<d>[^\n]*)\s*\Z")
+QUESTION_PATTERN = re.compile(
+    r"(?s)\A(?P<stem>.*)\nA\. (?P<a>[^\n]*)\nB\. (?P<b>[^\n]*)\nC\. (?P<c>[^\n]*)"
+    r"\nD\. (?P<d>[^\n]*)\s*\Z"
+)
 
 
 class RoutingError(ValueError):
@@ -74,6 +76,7 @@ class ExpertsUnavailable(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------------- configuration
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -93,8 +96,10 @@ class Endpoint:
             return LOCAL_API_KEY
         key = os.environ.get(self.api_key_env)
         if not key:
-            raise RuntimeError(f"the API key of {self.base_url} is read from ${self.api_key_env}, which is not set: "
-                               f"export {self.api_key_env}=... before starting the service")
+            raise RuntimeError(
+                f"the API key of {self.base_url} is read from ${self.api_key_env}, which is not set: "
+                f"export {self.api_key_env}=... before starting the service"
+            )
         return key
 
 
@@ -134,8 +139,10 @@ class ServiceConfig:
         """The endpoint of each expert (the stand-in's where it has none of its own)."""
         missing = [e for e in experts if e not in self.endpoints and self.stand_in is None]
         if missing:
-            raise ValueError(f"{self.path}: no endpoint for {missing}, which pool '{self.pool}' serves: add an entry "
-                             "per expert under experts (base_url, model, api) or a local one")
+            raise ValueError(
+                f"{self.path}: no endpoint for {missing}, which pool '{self.pool}' serves: add an entry "
+                "per expert under experts (base_url, model, api) or a local one"
+            )
         return {e: self.endpoints.get(e, self.stand_in) for e in experts}
 
 
@@ -157,26 +164,33 @@ def _endpoint_entry(entry: dict, where: str) -> Endpoint | LocalExpert:
         return LocalExpert(expert=entry["local"]["expert"], api=api, port=entry["local"].get("port"))
     if "base_url" in entry and "model" in entry:
         return Endpoint(base_url=entry["base_url"], model=entry["model"], api=api, api_key_env=entry.get("api_key_env"))
-    raise ValueError(f"{where}: give base_url and model (a running server), or local (a live expert of the profile "
-                     "that this machine serves with transformers serve)")
+    raise ValueError(
+        f"{where}: give base_url and model (a running server), or local (a live expert of the profile "
+        "that this machine serves with transformers serve)"
+    )
 
 
 def read_service_config(path: Path) -> ServiceConfig:
     """Read and check an endpoints file (see configs/endpoints/cpu.yaml for the commented format)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no endpoints file {path}: write one like configs/endpoints/cpu.yaml (one entry per "
-                                "expert of the pool: base_url, model, api_key_env, api; or local)")
+        raise FileNotFoundError(
+            f"no endpoints file {path}: write one like configs/endpoints/cpu.yaml (one entry per "
+            "expert of the pool: base_url, model, api_key_env, api; or local)"
+        )
     raw = yaml.safe_load(path.read_text()) or {}
     _reject_unknown(raw, {"service", "experts", "stand_in"}, str(path))
     service = raw.get("service", {})
-    _reject_unknown(service, {f.name for f in fields(ServiceConfig)} - {"endpoints", "stand_in", "path"},
-                    f"{path}, service")
+    _reject_unknown(
+        service, {f.name for f in fields(ServiceConfig)} - {"endpoints", "stand_in", "path"}, f"{path}, service"
+    )
     for key in ("pool", "budget", "window"):
         if key not in service:
             raise ValueError(f"{path}, service: '{key}' is missing")
-    endpoints = {expert: _endpoint_entry(entry, f"{path}, expert '{expert}'")
-                 for expert, entry in (raw.get("experts") or {}).items()}
+    endpoints = {
+        expert: _endpoint_entry(entry, f"{path}, expert '{expert}'")
+        for expert, entry in (raw.get("experts") or {}).items()
+    }
     stand_in = _endpoint_entry(raw["stand_in"], f"{path}, stand_in") if "stand_in" in raw else None
     return ServiceConfig(endpoints=endpoints, stand_in=stand_in, path=path, **service)
 
@@ -197,30 +211,44 @@ def local_experts(cfg, endpoints: dict[str, Endpoint | LocalExpert], free_ports:
     for expert, entry in endpoints.items():
         if isinstance(entry, LocalExpert):
             if entry.expert not in live:
-                raise ValueError(f"endpoint of '{expert}': local expert '{entry.expert}' is not a live expert of profile "
-                                 f"'{cfg.name}' (scoring.live_experts: {sorted(live)})")
+                raise ValueError(
+                    f"endpoint of '{expert}': local expert '{entry.expert}' is not a live expert of profile "
+                    f"'{cfg.name}' (scoring.live_experts: {sorted(live)})"
+                )
             if wanted.get(entry.expert, entry.port) != entry.port:
-                raise ValueError(f"local expert '{entry.expert}' is given two ports, {wanted[entry.expert]} and {entry.port}")
+                raise ValueError(
+                    f"local expert '{entry.expert}' is given two ports, {wanted[entry.expert]} and {entry.port}"
+                )
             wanted[entry.expert] = entry.port
     with contextlib.ExitStack() as stack:
         servers = {}
         for name, port in wanted.items():
             if "gguf" not in live[name]:
-                raise ValueError(f"live expert '{name}' has no 'gguf' entry to serve locally; give its endpoint a base_url")
-            servers[name] = stack.enter_context(ExpertServer(fp32_folder(**live[name]["gguf"]),
-                                                             port=None if free_ports else port))
-        yield {expert: Endpoint(servers[e.expert].base_url, servers[e.expert].model_id, e.api, server=servers[e.expert])
-               if isinstance(e, LocalExpert) else e for expert, e in endpoints.items()}
+                raise ValueError(
+                    f"live expert '{name}' has no 'gguf' entry to serve locally; give its endpoint a base_url"
+                )
+            servers[name] = stack.enter_context(
+                ExpertServer(fp32_folder(**live[name]["gguf"]), port=None if free_ports else port)
+            )
+        yield {
+            expert: Endpoint(servers[e.expert].base_url, servers[e.expert].model_id, e.api, server=servers[e.expert])
+            if isinstance(e, LocalExpert)
+            else e
+            for expert, e in endpoints.items()
+        }
 
 
 # ------------------------------------------------------------------------------------ reading a request
+
 
 def _text(content) -> str:
     """A message's text: a string, or the text parts of an OpenAI content list."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+        return "\n".join(
+            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"
+        )
     raise RoutingError(f"message content must be a string or a list of text parts, not {type(content).__name__}")
 
 
@@ -234,19 +262,33 @@ def chat_question(messages: list[dict], subject: str | None = None) -> pd.DataFr
         raise RoutingError("the last user message is empty: there is no question to route")
     match = QUESTION_PATTERN.match(text)
     stem, choices = (match["stem"], [match[c] for c in "abcd"]) if match else (text, [])
-    return pd.DataFrame({"subject": [subject or ""], "idx": [-1], "question": [stem], "choices": [choices],
-                         "qkey": [question_key(stem, choices)]})
+    return pd.DataFrame(
+        {
+            "subject": [subject or ""],
+            "idx": [-1],
+            "question": [stem],
+            "choices": [choices],
+            "qkey": [question_key(stem, choices)],
+        }
+    )
 
 
 def chat_prompt(messages: list[dict]) -> str:
     """A chat as one prompt for a completions-only (base) model: the turns in order, each but the
     user's labelled with its role, then an open ``Answer:``."""
-    turns = [(_text(m.get("content")) if m.get("role") == "user" else f"{m.get('role', 'user').capitalize()}: "
-              f"{_text(m.get('content'))}") for m in messages]
+    turns = [
+        (
+            _text(m.get("content"))
+            if m.get("role") == "user"
+            else f"{m.get('role', 'user').capitalize()}: {_text(m.get('content'))}"
+        )
+        for m in messages
+    ]
     return "\n\n".join(turns) + "\nAnswer:"
 
 
 # ---------------------------------------------------------------------------------------- online budget
+
 
 @dataclass(frozen=True)
 class Ticket:
@@ -293,7 +335,7 @@ class RollingBudget:
 
     def _allowance(self, budget_units: int) -> int:
         """The most the next request of this budget may cost (micro-USD per 1M tokens)."""
-        recent = list(self._held(budget_units).values())[-(self.window - 1):] if self.window > 1 else []
+        recent = list(self._held(budget_units).values())[-(self.window - 1) :] if self.window > 1 else []
         return budget_units * (len(recent) + 1) - sum(recent)
 
     def take(self, proba: pd.Series, budget: float, exclude=()) -> Ticket | None:
@@ -332,6 +374,7 @@ class RollingBudget:
 
 # --------------------------------------------------------------------------------------------- service
 
+
 @dataclass
 class Stats:
     """What the service has done since it started; real spend is usage tokens x the expert's price."""
@@ -349,11 +392,19 @@ class Stats:
 
     def as_dict(self) -> dict:
         served = sum(self.answered.values())
-        return {"requests": self.requests, "answered": served, "by_expert": dict(self.answered),
-                "fallbacks": self.fallbacks, "unavailable": self.unavailable, "rejected": self.rejected,
-                "broken_streams": self.broken_streams, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "spend_usd": self.spend_usd,
-                "mean_price_per_1m_usd": self.price_sum / served if served else None}
+        return {
+            "requests": self.requests,
+            "answered": served,
+            "by_expert": dict(self.answered),
+            "fallbacks": self.fallbacks,
+            "unavailable": self.unavailable,
+            "rejected": self.rejected,
+            "broken_streams": self.broken_streams,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "spend_usd": self.spend_usd,
+            "mean_price_per_1m_usd": self.price_sum / served if served else None,
+        }
 
 
 @dataclass
@@ -372,11 +423,16 @@ class Routed:
 
     def headers(self, window_mean: float) -> dict[str, str]:
         values = {
-            "expert": self.expert, "first-choice": self.first_choice, "success-proba": f"{self.proba:.4f}",
-            "price-per-1m-usd": f"{self.price:g}", "budget": f"{self.budget:g}",
-            "window-mean-price": f"{window_mean:.6g}", "fallbacks": str(len(self.failed)),
+            "expert": self.expert,
+            "first-choice": self.first_choice,
+            "success-proba": f"{self.proba:.4f}",
+            "price-per-1m-usd": f"{self.price:g}",
+            "budget": f"{self.budget:g}",
+            "window-mean-price": f"{window_mean:.6g}",
+            "fallbacks": str(len(self.failed)),
             "failed": "; ".join(f"{e}: {why}" for e, why in self.failed.items()),
-            "routing-ms": f"{self.routing_ms:.2f}", "expert-ms": f"{self.expert_ms:.2f}",
+            "routing-ms": f"{self.routing_ms:.2f}",
+            "expert-ms": f"{self.expert_ms:.2f}",
         }
         return {f"x-leeroo-{name}": _header_value(value) for name, value in values.items()}
 
@@ -393,16 +449,28 @@ def _header_value(text: str, limit: int = 500) -> str:
 class RoutingService:
     """The orchestrator over one pool's served experts, each reached at its endpoint through LiteLLM."""
 
-    def __init__(self, orchestrator: Orchestrator, pool: str, endpoints: dict[str, Endpoint], budget: float,
-                 window: int, timeout_s: float = 120.0, retries: int = 0):
+    def __init__(
+        self,
+        orchestrator: Orchestrator,
+        pool: str,
+        endpoints: dict[str, Endpoint],
+        budget: float,
+        window: int,
+        timeout_s: float = 120.0,
+        retries: int = 0,
+    ):
         if pool not in orchestrator.pools:
-            raise ValueError(f"unknown pool '{pool}': the orchestrator serves the pools {sorted(orchestrator.pools)}; "
-                             "set service.pool in the endpoints file")
+            raise ValueError(
+                f"unknown pool '{pool}': the orchestrator serves the pools {sorted(orchestrator.pools)}; "
+                "set service.pool in the endpoints file"
+            )
         self.experts = list(orchestrator.pools[pool])
         missing = [e for e in self.experts if e not in endpoints]
         if missing:
-            raise ValueError(f"pool '{pool}' serves {missing} but the endpoints give no endpoint for them: add an "
-                             f"entry per expert to configs/endpoints/<profile>.yaml")
+            raise ValueError(
+                f"pool '{pool}' serves {missing} but the endpoints give no endpoint for them: add an "
+                f"entry per expert to configs/endpoints/<profile>.yaml"
+            )
         if isinstance(orchestrator.policy, OraclePolicy):
             raise ValueError("the oracle reads recorded outcomes, not a question: it cannot route new requests")
         self.orchestrator = orchestrator
@@ -424,12 +492,23 @@ class RoutingService:
 
         litellm.suppress_debug_info = True
         litellm.telemetry = False
-        return litellm.Router(num_retries=retries, timeout=timeout_s, model_list=[{
-            "model_name": expert,
-            "litellm_params": {"model": ("openai/" if ep.api == "chat" else "text-completion-openai/") + ep.model,
-                               "api_base": ep.base_url, "api_key": ep.api_key(), "timeout": timeout_s,
-                               "max_retries": 0},  # retries are the Router's (num_retries), not the SDK's
-        } for expert, ep in self.endpoints.items()])
+        return litellm.Router(
+            num_retries=retries,
+            timeout=timeout_s,
+            model_list=[
+                {
+                    "model_name": expert,
+                    "litellm_params": {
+                        "model": ("openai/" if ep.api == "chat" else "text-completion-openai/") + ep.model,
+                        "api_base": ep.base_url,
+                        "api_key": ep.api_key(),
+                        "timeout": timeout_s,
+                        "max_retries": 0,
+                    },  # retries are the Router's (num_retries), not the SDK's
+                }
+                for expert, ep in self.endpoints.items()
+            ],
+        )
 
     def check_budget(self, budget) -> float:
         """A request's budget, or the service's; 400 for one that is not a number at least the cheapest price."""
@@ -439,8 +518,10 @@ class RoutingService:
             raise RoutingError(f"budget {budget!r} is not a finite number: give the mean USD per 1M tokens, e.g. 0.6")
         cheapest = self.costs.idxmin()
         if budget < self.costs[cheapest]:
-            raise RoutingError(f"budget {budget} USD per 1M tokens is below the cheapest expert of pool '{self.pool}', "
-                               f"{cheapest} at {self.costs[cheapest]:g}: raise the budget")
+            raise RoutingError(
+                f"budget {budget} USD per 1M tokens is below the cheapest expert of pool '{self.pool}', "
+                f"{cheapest} at {self.costs[cheapest]:g}: raise the budget"
+            )
         return float(budget)
 
     def read(self, messages: list[dict], subject: str | None) -> pd.Series:
@@ -452,8 +533,9 @@ class RoutingService:
             return [{"role": "user", "content": chat_prompt(messages)}]
         return messages
 
-    async def route(self, messages: list[dict], params: dict, budget=None, subject: str | None = None,
-                    stream: bool = False) -> Routed:
+    async def route(
+        self, messages: list[dict], params: dict, budget=None, subject: str | None = None, stream: bool = False
+    ) -> Routed:
         """Decide, then call the chosen expert; on its failure the next best affordable one."""
         budget = self.check_budget(budget)
         start = time.perf_counter()
@@ -464,8 +546,9 @@ class RoutingService:
             first = first or ticket.expert
             called = time.perf_counter()
             try:
-                response = await self.router.acompletion(model=ticket.expert, stream=stream,
-                                                    messages=self._messages_for(ticket.expert, messages), **params)
+                response = await self.router.acompletion(
+                    model=ticket.expert, stream=stream, messages=self._messages_for(ticket.expert, messages), **params
+                )
             except Exception as error:  # any failure of the expert's call is a reason to try the next one
                 self.rolling.release(ticket)
                 failed[ticket.expert] = _reason(error)
@@ -475,12 +558,22 @@ class RoutingService:
             self.stats.fallbacks += bool(failed)
             self.stats.answered[ticket.expert] += 1
             self.stats.price_sum += float(self.costs[ticket.expert])
-            return Routed(ticket.expert, first, float(proba[ticket.expert]), float(self.costs[ticket.expert]), budget,
-                          failed, routing_ms, (time.perf_counter() - called) * 1000 - gateway_ms, response)
+            return Routed(
+                ticket.expert,
+                first,
+                float(proba[ticket.expert]),
+                float(self.costs[ticket.expert]),
+                budget,
+                failed,
+                routing_ms,
+                (time.perf_counter() - called) * 1000 - gateway_ms,
+                response,
+            )
         self.stats.unavailable += 1
         over = [e for e in self.experts if e not in failed and e not in self.rolling.affordable(budget)]
         raise ExpertsUnavailable(
-            "no expert answered: " + "; ".join(f"{e} failed ({why})" for e, why in failed.items())
+            "no expert answered: "
+            + "; ".join(f"{e} failed ({why})" for e, why in failed.items())
             + (f"; {over} are over the budget {budget:g} now" if over else "")
         )
 
@@ -493,8 +586,15 @@ class RoutingService:
         self.stats.spend_usd += (prompt + completion) * float(self.costs[expert]) / 1e6
 
     def report(self) -> dict:
-        return {"model": self.model_id, "pool": self.pool, "experts": self.costs.to_dict(), "budget": self.budget,
-                "window": self.rolling.window, "window_mean_price": self.rolling.window_mean(self.budget), **self.stats.as_dict()}
+        return {
+            "model": self.model_id,
+            "pool": self.pool,
+            "experts": self.costs.to_dict(),
+            "budget": self.budget,
+            "window": self.rolling.window,
+            "window_mean_price": self.rolling.window_mean(self.budget),
+            **self.stats.as_dict(),
+        }
 
     async def aclose(self) -> None:
         from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
@@ -504,6 +604,7 @@ class RoutingService:
 
 
 # -------------------------------------------------------------------------------------------- HTTP app
+
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -529,6 +630,7 @@ def _error(status: int, message: str, kind: str):
 
 def create_app(service: RoutingService):
     """The FastAPI app: /v1/chat/completions (streaming or not), /v1/models, /health, /v1/leeroo/stats."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
@@ -561,8 +663,10 @@ def create_app(service: RoutingService):
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": service.model_id, "object": "model", "owned_by": "leeroo",
-                                            "created": 0}]}
+        return {
+            "object": "list",
+            "data": [{"id": service.model_id, "object": "model", "owned_by": "leeroo", "created": 0}],
+        }
 
     @app.get("/v1/leeroo/stats")
     async def stats():
@@ -572,7 +676,9 @@ def create_app(service: RoutingService):
     async def chat(body: ChatRequest):
         service.stats.requests += 1
         if body.model != service.model_id:
-            raise RoutingError(f"unknown model '{body.model}': this service routes as '{service.model_id}' (GET /v1/models)")
+            raise RoutingError(
+                f"unknown model '{body.model}': this service routes as '{service.model_id}' (GET /v1/models)"
+            )
         params = dict(body.model_extra or {})
         wants_usage = bool((params.get("stream_options") or {}).get("include_usage"))
         if body.stream:  # usage of every stream, for the spend; passed on only to a client that asked for it
@@ -599,7 +705,8 @@ def create_app(service: RoutingService):
                     yield f"data: {json.dumps(data)}\n\n"
             except Exception as error:  # the expert broke off mid-answer: say so in the stream, never fake a reply
                 service.stats.broken_streams += 1
-                yield f"data: {json.dumps({'error': {'message': f'{routed.expert} broke off: {_reason(error)}', 'type': 'expert_error'}})}\n\n"
+                broken = {"message": f"{routed.expert} broke off: {_reason(error)}", "type": "expert_error"}
+                yield f"data: {json.dumps({'error': broken})}\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
@@ -660,19 +767,25 @@ def main(argv: list[str] | None = None) -> None:
     config = service_config(cfg.name)
     orchestrator = Orchestrator.load(cfg.require("orchestrator"))
     if config.pool not in orchestrator.pools:
-        raise SystemExit(f"pool '{config.pool}' (service.pool of {config.path}) is not one the orchestrator serves: "
-                         f"{sorted(orchestrator.pools)}")
+        raise SystemExit(
+            f"pool '{config.pool}' (service.pool of {config.path}) is not one the orchestrator serves: "
+            f"{sorted(orchestrator.pools)}"
+        )
     experts = orchestrator.pools[config.pool]
     if config.stand_ins(experts):
         print(f"stand-in endpoint (see {config.path}) answers for {config.stand_ins(experts)}", flush=True)
     try:
         with local_experts(cfg, config.endpoints_for(experts)) as endpoints:
-            service = RoutingService(orchestrator, config.pool, endpoints, config.budget, config.window,
-                                     config.timeout_s, config.retries)
+            service = RoutingService(
+                orchestrator, config.pool, endpoints, config.budget, config.window, config.timeout_s, config.retries
+            )
             port = args.port or config.port
-            print(f"routing '{service.model_id}' over {service.experts} at http://{config.host}:{port}/v1 "
-                  f"(budget {service.budget:g} USD per 1M tokens over the last {config.window} requests); "
-                  "Ctrl-C stops the service and its experts", flush=True)
+            print(
+                f"routing '{service.model_id}' over {service.experts} at http://{config.host}:{port}/v1 "
+                f"(budget {service.budget:g} USD per 1M tokens over the last {config.window} requests); "
+                "Ctrl-C stops the service and its experts",
+                flush=True,
+            )
             uvicorn.run(create_app(service), host=config.host, port=port, log_level="warning")
     except KeyboardInterrupt:
         pass

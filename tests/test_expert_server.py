@@ -8,8 +8,7 @@ import psutil
 import pytest
 
 from leeroo_lib.expert_server import ExpertServer, free_port
-from leeroo_lib.live_models import fp32_folder
-from leeroo_lib.policy import SMOLLM2_GGUF, SMOLLM2_PACKAGE
+from leeroo_lib.live_models import SMOLLM2_GGUF, SMOLLM2_PACKAGE, fp32_folder
 
 
 def gone(pid: int) -> bool:
@@ -36,9 +35,15 @@ def test_serves_chat_on_the_given_port_then_stops_its_whole_group(smollm2):
         assert server.base_url == f"http://127.0.0.1:{port}/v1"
         listed = httpx.get(f"{server.base_url}/models").json()["data"]
         assert server.model_id in [m["id"] for m in listed]
-        answer = httpx.post(f"{server.base_url}/chat/completions", timeout=120, json={
-            "model": server.model_id, "messages": [{"role": "user", "content": "Say yes."}], "max_tokens": 2,
-        }).json()
+        answer = httpx.post(
+            f"{server.base_url}/chat/completions",
+            timeout=120,
+            json={
+                "model": server.model_id,
+                "messages": [{"role": "user", "content": "Say yes."}],
+                "max_tokens": 2,
+            },
+        ).json()
         assert answer["usage"]["completion_tokens"] >= 1
         pid, log = server.pid, server.log_path
     assert server.pid is None and gone(pid)

@@ -6,7 +6,7 @@ import pytest
 
 from leeroo_lib.aiq import aiq, cost_accuracy_curve, non_decreasing_hull
 from leeroo_lib.orchestrator import MICRO, MODES, Orchestrator, allocate
-from leeroo_lib.policy import OraclePolicy, PriorPolicy, RandomPolicy
+from leeroo_lib.policies import OraclePolicy, PriorPolicy, RandomPolicy
 
 COSTS = pd.Series({"small": 0.2, "medium": 0.26, "large": 0.6, "huge": 0.9, "closed": 20.0})
 
@@ -16,8 +16,11 @@ def synthetic(n: int, seed: int):
     rng = np.random.default_rng(seed)
     questions = pd.DataFrame({"subject": rng.choice(["algebra", "law"], n), "idx": np.arange(n)})
     skill = np.array([0.55, 0.5, 0.7, 0.72, 0.85])
-    scores = pd.DataFrame((rng.random((n, len(skill))) < skill).astype(float), columns=COSTS.index,
-                          index=pd.MultiIndex.from_frame(questions[["subject", "idx"]]))
+    scores = pd.DataFrame(
+        (rng.random((n, len(skill))) < skill).astype(float),
+        columns=COSTS.index,
+        index=pd.MultiIndex.from_frame(questions[["subject", "idx"]]),
+    )
     return questions, scores
 
 
@@ -51,12 +54,21 @@ def test_mean_cost_never_exceeds_the_budget_as_typed():
     for seed in range(150):
         rng = np.random.default_rng(seed)
         k, n = int(rng.integers(1, 6)), int(rng.integers(1, 40))
-        costs = pd.Series([typed(c, int(rng.integers(0, 7))) for c in rng.uniform(0.01, 30, k)],
-                          index=[f"e{j}" for j in range(k)])
+        costs = pd.Series(
+            [typed(c, int(rng.integers(0, 7))) for c in rng.uniform(0.01, 30, k)], index=[f"e{j}" for j in range(k)]
+        )
         proba = pd.DataFrame(rng.random((n, k)).round(int(rng.integers(1, 4))), columns=costs.index)
         price = float(rng.choice(costs))
-        budget = float(rng.choice([typed(rng.uniform(costs.min(), 1.2 * costs.max()), int(rng.integers(1, 14))),
-                                   price, price - 5e-13, price + 5e-13]))
+        budget = float(
+            rng.choice(
+                [
+                    typed(rng.uniform(costs.min(), 1.2 * costs.max()), int(rng.integers(1, 14))),
+                    price,
+                    price - 5e-13,
+                    price + 5e-13,
+                ]
+            )
+        )
         for mode in MODES:
             if Decimal(repr(budget)) < Decimal(repr(float(costs.min()))):
                 with pytest.raises(ValueError, match="below the cheapest allowed expert"):

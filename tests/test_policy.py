@@ -1,11 +1,28 @@
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from leeroo_lib.policy import (CausalLMPolicy, EncoderPolicy, KNNPolicy, MatrixFactorizationPolicy, PriorPolicy,
-                               RandomPolicy, SubjectPolicy, masked_bce, most_evaluated, score_targets,
-                               training_questions)
+from leeroo_lib.policies import (
+    POLICIES,
+    CausalLMPolicy,
+    EncoderPolicy,
+    KNNPolicy,
+    LogisticProbePolicy,
+    MatrixFactorizationPolicy,
+    OraclePolicy,
+    PriorPolicy,
+    RandomPolicy,
+    SubjectPolicy,
+    most_evaluated,
+    policy_class,
+    score_targets,
+    training_questions,
+)
+from leeroo_lib.policies.training import masked_bce
 from leeroo_lib.splits import make_splits, split_index
 
 EXPERTS = ["algebraist", "lawyer", "generalist"]
@@ -46,7 +63,8 @@ def test_masked_bce_ignores_what_was_not_measured():
     targets = torch.tensor([[1.0, float("nan")], [0.0, 1.0]])
     loss = masked_bce(logits, targets)
     expected = torch.nn.functional.binary_cross_entropy_with_logits(
-        torch.tensor([0.3, 2.0, 0.5]), torch.tensor([1.0, 0.0, 1.0]))
+        torch.tensor([0.3, 2.0, 0.5]), torch.tensor([1.0, 0.0, 1.0])
+    )
     assert loss.item() == pytest.approx(expected.item())
     loss.backward()
     assert logits.grad[0, 1] == 0
@@ -115,29 +133,66 @@ def real_subset(questions, n=24):
     subset = questions[questions["subject"].isin(["abstract_algebra", "professional_law"])]
     subset = subset.groupby("subject").head(n // 2).reset_index(drop=True)
     algebra = (subset["subject"] == "abstract_algebra").to_numpy()
-    scores = pd.DataFrame(np.stack([algebra, ~algebra, algebra], axis=1).astype(float), columns=EXPERTS,
-                          index=pd.MultiIndex.from_frame(subset[["subject", "idx"]]))
+    scores = pd.DataFrame(
+        np.stack([algebra, ~algebra, algebra], axis=1).astype(float),
+        columns=EXPERTS,
+        index=pd.MultiIndex.from_frame(subset[["subject", "idx"]]),
+    )
     scores.iloc[0, 2] = np.nan
     return subset, scores
 
 
-def test_encoder_policy_fits_saves_and_loads(questions, tmp_path):
+def small_policy(kind: str, scores: pd.DataFrame):
+    """A quick-to-fit policy of each kind (the neural ones read a few real questions, briefly)."""
+    return {
+        "PriorPolicy": lambda: PriorPolicy(),
+        "RandomPolicy": lambda: RandomPolicy(seed=3),
+        "SubjectPolicy": lambda: SubjectPolicy(smoothing=1.0),
+        "OraclePolicy": lambda: OraclePolicy(scores),
+        "KNNPolicy": lambda: KNNPolicy(n_neighbors=5, embedder=StubEmbedder()),
+        "MatrixFactorizationPolicy": lambda: MatrixFactorizationPolicy(
+            dim=4, epochs=30, lr=0.1, embedder=StubEmbedder()
+        ),
+        "LogisticProbePolicy": lambda: LogisticProbePolicy(StubEmbedder(), seed=0),
+        "EncoderPolicy": lambda: EncoderPolicy(max_length=24, epochs=2, batch_size=8, head_lr=0.05, val_fraction=0.25),
+        "CausalLMPolicy": lambda: CausalLMPolicy(max_length=16, epochs=1, batch_size=4, val_fraction=0.25, seed=0),
+    }[kind]()
+
+
+@pytest.mark.parametrize("kind", sorted(POLICIES))
+def test_every_policy_kind_saves_and_reloads_through_the_registry(questions, kind, tmp_path):
+    subset, scores = real_subset(questions, n=8 if kind == "CausalLMPolicy" else 24)
+    policy = small_policy(kind, scores).fit(subset, scores)
+    proba = policy.predict_proba(subset)
+    assert proba.index.equals(subset.index) and list(proba.columns) == EXPERTS
+    assert ((proba >= 0) & (proba <= 1) | proba.isna()).all().all()
+    policy.save(tmp_path)
+    reloaded = policy_class(kind).load(tmp_path)
+    assert type(reloaded) is type(policy)
+    np.testing.assert_allclose(reloaded.predict_proba(subset), proba, atol=1e-5)
+
+
+def test_encoder_policy_learns_from_the_question_text(questions):
     subset, scores = real_subset(questions)
-    policy = EncoderPolicy(max_length=24, epochs=2, batch_size=8, head_lr=0.05, val_fraction=0.25, seed=0)
-    policy.fit(subset, scores)
+    policy = small_policy("EncoderPolicy", scores).fit(subset, scores)
     assert list(policy.history_.columns) == ["epoch", "train_loss", "val_loss"]
     proba = policy.predict_proba(subset)
-    assert proba.index.equals(subset.index) and ((proba >= 0) & (proba <= 1)).all().all()
     algebra = (subset["subject"] == "abstract_algebra").to_numpy()
     assert proba["algebraist"][algebra].mean() > proba["algebraist"][~algebra].mean()
-    policy.save(tmp_path)
-    np.testing.assert_allclose(EncoderPolicy.load(tmp_path).predict_proba(subset), proba, atol=1e-6)
 
 
-def test_causal_lm_policy_fits_saves_and_loads(questions, tmp_path):
-    subset, scores = real_subset(questions, n=8)
-    policy = CausalLMPolicy(max_length=16, epochs=1, batch_size=4, val_fraction=0.25, seed=0)
-    proba = policy.fit(subset, scores).predict_proba(subset)
-    assert proba.index.equals(subset.index) and ((proba >= 0) & (proba <= 1)).all().all()
-    policy.save(tmp_path)
-    np.testing.assert_allclose(CausalLMPolicy.load(tmp_path).predict_proba(subset), proba, atol=1e-5)
+def test_unknown_policy_kind_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown policy kind 'Nope'.*EncoderPolicy"):
+        policy_class("Nope")
+
+
+def test_light_modules_do_not_import_torch():
+    """The orchestrator, evaluation and universe are light: a fresh interpreter imports them without torch
+    (the serving process and the scoring command line would pay seconds for it)."""
+    code = (
+        "import sys; import leeroo_lib.universe, leeroo_lib.evaluate, leeroo_lib.aiq, leeroo_lib.orchestrator, "
+        "leeroo_lib.config, leeroo_lib.policies, leeroo_lib.pools; print(sorted(m for m in ('torch', 'transformers') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -6,7 +6,7 @@ from leeroo_lib.config import load_profile
 from leeroo_lib.data import load_helm_scores
 from leeroo_lib.experts import load_catalog
 from leeroo_lib.orchestrator import Orchestrator
-from leeroo_lib.policy import PriorPolicy, score_targets
+from leeroo_lib.policies import PriorPolicy, score_targets
 from leeroo_lib.pools import Pool, choose_universe, pools_of, served_experts
 from leeroo_lib.splits import make_splits, split_index
 
@@ -17,8 +17,12 @@ GPT4 = "openai/gpt-4-1106-preview"
 def setting(questions, recorded):
     cfg = load_profile("cpu")
     scores = recorded.join(load_helm_scores(questions), how="left")
-    return {"cfg": cfg, "catalog": load_catalog(cfg), "scores": scores,
-            "splits": make_splits(recorded, test_fraction=0.4, seed=0)}
+    return {
+        "cfg": cfg,
+        "catalog": load_catalog(cfg),
+        "scores": scores,
+        "splits": make_splits(recorded, test_fraction=0.4, seed=0),
+    }
 
 
 def test_pools_come_from_the_profile(setting):
@@ -61,8 +65,12 @@ def test_partly_scored_candidates_follow_min_coverage(setting):
     assert not live["eligible"] and live["served"] == 0 and "below min_coverage 25%" in live["reason"]
     assert table.loc["meta-llama/Meta-Llama-3-8B", "eligible"]
     assert table["served"].sum() >= 5 and table["n_train"].iloc[0] < 0.3 * (setting["splits"]["split"] == "train").sum()
-    strict = choose_universe(scores, setting["splits"], Pool(name="open", suites=("recorded",), access="open",
-                                                              min_coverage=0.5), setting["catalog"])
+    strict = choose_universe(
+        scores,
+        setting["splits"],
+        Pool(name="open", suites=("recorded",), access="open", min_coverage=0.5),
+        setting["catalog"],
+    )
     assert not strict.set_index("expert").loc["meta-llama/Meta-Llama-3-8B", "eligible"]
 
 

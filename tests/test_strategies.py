@@ -4,10 +4,17 @@ import pytest
 
 from leeroo_lib.data import gold_letters, load_helm_letters, load_helm_scores
 from leeroo_lib.experts import expert_costs, load_experts
-from leeroo_lib.policy import SubjectPolicy
+from leeroo_lib.policies import SubjectPolicy
 from leeroo_lib.splits import make_splits, split_index
-from leeroo_lib.strategies import (STRATEGY_COLUMNS, AgreementCascade, LearnedCascade, MajorityVote, cheaper_win,
-                                   evaluate_strategies, strategy_aiq)
+from leeroo_lib.strategies import (
+    STRATEGY_COLUMNS,
+    AgreementCascade,
+    LearnedCascade,
+    MajorityVote,
+    cheaper_win,
+    evaluate_strategies,
+    strategy_aiq,
+)
 
 OPUS = "anthropic/claude-3-opus-20240229 (HELM)"
 GPT4O = "openai/gpt-4o-2024-05-13 (HELM)"
@@ -21,8 +28,14 @@ def helm(questions, recorded):
     test = split_index(make_splits(recorded, 0.4, 0), "test")
     test = test[test.isin(letters.index)]
     train = letters.index[~letters.index.isin(test)]
-    return {"letters": letters, "gold": gold_letters(questions), "test": test, "train": train,
-            "prices": expert_costs(load_experts(suite="helm")), "scores": load_helm_scores(questions)}
+    return {
+        "letters": letters,
+        "gold": gold_letters(questions),
+        "test": test,
+        "train": train,
+        "prices": expert_costs(load_experts(suite="helm")),
+        "scores": load_helm_scores(questions),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +53,12 @@ def cascade(questions, helm):
 
 
 def _strategies(helm, cheap, cascade):
-    return [MajorityVote(cheap, helm["prices"]), AgreementCascade(cheap, GPT4O, 3, helm["prices"]),
-            AgreementCascade(cheap[:2], OPUS, 2, helm["prices"]), cascade.at_budget(6.0)]
+    return [
+        MajorityVote(cheap, helm["prices"]),
+        AgreementCascade(cheap, GPT4O, 3, helm["prices"]),
+        AgreementCascade(cheap[:2], OPUS, 2, helm["prices"]),
+        cascade.at_budget(6.0),
+    ]
 
 
 def test_majority_of_three_cheapest_beats_each_of_them(helm, cheap):
@@ -90,8 +107,11 @@ def test_decisions_never_read_letters_not_paid_for(helm, cheap, cascade):
     rotate = dict(zip("ABCD", "BCDA"))
     for strategy in _strategies(helm, cheap, cascade):
         answers = strategy.answer(letters)
-        called = pd.DataFrame([[e in c for e in letters.columns] for c in answers["experts"]],
-                              index=letters.index, columns=letters.columns)
+        called = pd.DataFrame(
+            [[e in c for e in letters.columns] for c in answers["experts"]],
+            index=letters.index,
+            columns=letters.columns,
+        )
         unseen = letters.where(called, letters.apply(lambda col: col.map(rotate)))
         assert not unseen.equals(letters)
         again = strategy.answer(unseen)
@@ -118,8 +138,10 @@ def test_learned_cascade_budgets(helm, cascade):
 
 def test_learned_cascade_is_seeded(helm, cascade):
     rows = helm["train"][::10]
-    fits = [LearnedCascade(cascade.proba, helm["prices"], seed=seed).fit(helm["letters"].loc[rows], helm["gold"])
-            for seed in (0, 0, 1)]
+    fits = [
+        LearnedCascade(cascade.proba, helm["prices"], seed=seed).fit(helm["letters"].loc[rows], helm["gold"])
+        for seed in (0, 0, 1)
+    ]
     assert fits[0].settings_.equals(fits[1].settings_)
     assert not fits[0].settings_.equals(fits[2].settings_)  # the seed draws the folds
 

@@ -11,7 +11,7 @@ from leeroo_lib import config
 from leeroo_lib.config import CausalLM, Encoder, available_profiles, check_settings, load_profile
 from leeroo_lib.data import load_recorded_scores, question_key
 from leeroo_lib.orchestrator import Orchestrator, allocate
-from leeroo_lib.policy import CausalLMPolicy, EncoderPolicy, KNNPolicy, PriorPolicy, SubjectPolicy
+from leeroo_lib.policies import CausalLMPolicy, EncoderPolicy, KNNPolicy, PriorPolicy, SubjectPolicy
 
 COSTS = pd.Series({"small": 0.2, "large": 0.6, "closed": 20.0})
 
@@ -20,14 +20,24 @@ def frame(n: int = 6) -> pd.DataFrame:
     """Questions with every column a policy may read, as data.load_mmlu() gives them."""
     stems = [f"What is {i} + {i}?" for i in range(n)]
     choices = [[str(2 * i), str(i), "0", "none"] for i in range(n)]
-    return pd.DataFrame({"subject": ["arithmetic"] * n, "idx": np.arange(n), "question": stems, "choices": choices,
-                         "qkey": [question_key(s, c) for s, c in zip(stems, choices)]})
+    return pd.DataFrame(
+        {
+            "subject": ["arithmetic"] * n,
+            "idx": np.arange(n),
+            "question": stems,
+            "choices": choices,
+            "qkey": [question_key(s, c) for s, c in zip(stems, choices)],
+        }
+    )
 
 
 def scores_of(questions: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame((rng.random((len(questions), len(COSTS))) < 0.6).astype(float), columns=COSTS.index,
-                        index=pd.MultiIndex.from_frame(questions[["subject", "idx"]]))
+    return pd.DataFrame(
+        (rng.random((len(questions), len(COSTS))) < 0.6).astype(float),
+        columns=COSTS.index,
+        index=pd.MultiIndex.from_frame(questions[["subject", "idx"]]),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +54,16 @@ def fitted_without_model(cls):
     return policy
 
 
-@pytest.mark.parametrize("budget, error, message", [
-    (float("nan"), ValueError, r"budget must be a finite number .* got nan"),
-    (float("inf"), ValueError, r"budget must be a finite number .* got inf"),
-    ("0.5", TypeError, r"budget must be a number .* got '0\.5' \(str\)"),
-    (None, TypeError, r"budget must be a number .* got None \(NoneType\)"),
-    (True, TypeError, r"budget must be a number .* got True \(bool\)"),
-])
+@pytest.mark.parametrize(
+    "budget, error, message",
+    [
+        (float("nan"), ValueError, r"budget must be a finite number .* got nan"),
+        (float("inf"), ValueError, r"budget must be a finite number .* got inf"),
+        ("0.5", TypeError, r"budget must be a number .* got '0\.5' \(str\)"),
+        (None, TypeError, r"budget must be a number .* got None \(NoneType\)"),
+        (True, TypeError, r"budget must be a number .* got True \(bool\)"),
+    ],
+)
 def test_a_budget_that_is_not_a_finite_number_is_refused(orchestrator, budget, error, message):
     with pytest.raises(error, match=message):
         orchestrator.route(frame(), budget)
@@ -65,15 +78,22 @@ def test_several_budgets_must_be_a_list(orchestrator):
         orchestrator.route_budgets(frame(), [0.5, float("nan")])
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"experts": []}, ValueError, r"experts is empty: name at least one of \['small', 'large', 'closed'\]"),
-    ({"experts": ["small", "large", "small"]}, ValueError, r"experts names \['small'\] more than once"),
-    ({"experts": "small"}, TypeError, r"experts must be a list of expert names, got 'small' \(str\); for one "
-                                      r"expert write experts=\['small'\]"),
-    ({"experts": ["small", "gpt-5"]}, ValueError, r"unknown expert\(s\) \['gpt-5'\]"),
-    ({"pool": ["open"]}, TypeError, r"pool must be the name of a pool \(one of \['open'\]\)"),
-    ({"pool": "mix"}, ValueError, r"unknown pool 'mix': this orchestrator serves the pools \['open'\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"experts": []}, ValueError, r"experts is empty: name at least one of \['small', 'large', 'closed'\]"),
+        ({"experts": ["small", "large", "small"]}, ValueError, r"experts names \['small'\] more than once"),
+        (
+            {"experts": "small"},
+            TypeError,
+            r"experts must be a list of expert names, got 'small' \(str\); for one "
+            r"expert write experts=\['small'\]",
+        ),
+        ({"experts": ["small", "gpt-5"]}, ValueError, r"unknown expert\(s\) \['gpt-5'\]"),
+        ({"pool": ["open"]}, TypeError, r"pool must be the name of a pool \(one of \['open'\]\)"),
+        ({"pool": "mix"}, ValueError, r"unknown pool 'mix': this orchestrator serves the pools \['open'\]"),
+    ],
+)
 def test_bad_expert_lists_and_pools_are_named(orchestrator, kwargs, error, message):
     with pytest.raises(error, match=message):
         orchestrator.route(frame(), 1.0, **kwargs)
@@ -99,20 +119,45 @@ def with_column(column: str, value) -> pd.DataFrame:
     return questions
 
 
-@pytest.mark.parametrize("policy, questions, error, message", [
-    (EncoderPolicy, frame().drop(columns="choices"), ValueError,
-     r"questions lack the column\(s\) \['choices'\] that EncoderPolicy\.predict_proba reads \(it needs "
-     r"\['question', 'choices'\]\); build the frame like data\.load_mmlu\(\)"),
-    (EncoderPolicy, with_column("choices", "ABCD"), ValueError,
-     r"questions\['choices'\] must hold a list of up to 4 answer texts \(not one string.*6 row\(s\) do not "
-     r"\(first: row 0 holds 'ABCD'\)"),
-    (EncoderPolicy, with_column("question", np.nan), ValueError, r"questions\['question'\] must hold the "
-                                                                 r"question's text in every row.*holds nan"),
-    (KNNPolicy, frame().drop(columns="qkey"), ValueError,
-     r"\['qkey'\] that KNNPolicy\.predict_proba reads.*qkey = data\.question_key\(question, choices\)"),
-    (SubjectPolicy, frame().drop(columns="subject"), ValueError, r"\['subject'\] that SubjectPolicy\.predict_proba"),
-    (PriorPolicy, frame()["question"].tolist(), TypeError, r"questions must be a pandas DataFrame, got list"),
-])
+@pytest.mark.parametrize(
+    "policy, questions, error, message",
+    [
+        (
+            EncoderPolicy,
+            frame().drop(columns="choices"),
+            ValueError,
+            r"questions lack the column\(s\) \['choices'\] that EncoderPolicy\.predict_proba reads \(it needs "
+            r"\['question', 'choices'\]\); build the frame like data\.load_mmlu\(\)",
+        ),
+        (
+            EncoderPolicy,
+            with_column("choices", "ABCD"),
+            ValueError,
+            r"questions\['choices'\] must hold a list of up to 4 answer texts \(not one string.*6 row\(s\) do not "
+            r"\(first: row 0 holds 'ABCD'\)",
+        ),
+        (
+            EncoderPolicy,
+            with_column("question", np.nan),
+            ValueError,
+            r"questions\['question'\] must hold the "
+            r"question's text in every row.*holds nan",
+        ),
+        (
+            KNNPolicy,
+            frame().drop(columns="qkey"),
+            ValueError,
+            r"\['qkey'\] that KNNPolicy\.predict_proba reads.*qkey = data\.question_key\(question, choices\)",
+        ),
+        (
+            SubjectPolicy,
+            frame().drop(columns="subject"),
+            ValueError,
+            r"\['subject'\] that SubjectPolicy\.predict_proba",
+        ),
+        (PriorPolicy, frame()["question"].tolist(), TypeError, r"questions must be a pandas DataFrame, got list"),
+    ],
+)
 def test_predict_proba_names_what_the_policy_reads(policy, questions, error, message):
     with pytest.raises(error, match=message):
         fitted_without_model(policy).predict_proba(questions)
@@ -155,8 +200,11 @@ def test_allocate_refuses_missing_probabilities_and_prices(orchestrator):
 def test_an_incomplete_saved_orchestrator_says_how_to_rebuild_it(orchestrator, tmp_path):
     orchestrator.save(tmp_path)
     (tmp_path / "policy" / "policy.joblib").unlink()
-    with pytest.raises(FileNotFoundError, match=r"incomplete orchestrator: .*policy\.joblib is missing; save it "
-                                                r"again with notebooks/04_policy\.ipynb"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"incomplete orchestrator: .*policy\.joblib is missing; save it "
+        r"again with notebooks/04_policy\.ipynb",
+    ):
         Orchestrator.load(tmp_path)
 
 
@@ -186,21 +234,36 @@ def bad_profile(tmp_path, monkeypatch, change) -> str:
     return "typo"
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda s: s["scoring"].update(subjets=["anatomy"]),
-     r"typo\.yaml does not fit the profile schema.*\n  scoring\.subjets: unknown key; known keys here: task, "
-     r"subjects, questions_per_subject"),
-    (lambda s: s["evaluation"].update(max_test_question=8), r"evaluation\.max_test_question: unknown key; known "
-                                                            r"keys here: max_test_questions, highlight, goal"),
-    (lambda s: s["scoring"].pop("questions_per_subject"), r"scoring\.questions_per_subject: missing; known keys"),
-    (lambda s: s.update(seed="0"), r"\n  seed: Input should be a valid integer, got '0'"),
-    (lambda s: s["scoring"]["live_experts"][0].update(cost_per_1m_usd="cheap"),
-     r"scoring\.live_experts\[0\]\.cost_per_1m_usd: Input should be a valid number, got 'cheap'"),
-    (lambda s: s["scoring"].update(batch_size="al"),
-     r"scoring\.batch_size: Input should be a valid integer or String should match pattern"),
-    (lambda s: s["selfplay"].update(pool="opn"),
-     r"names pools it does not define \(selfplay\.pool: 'opn'\); its pools are \['frontier', 'live', 'mix', 'open'\]"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda s: s["scoring"].update(subjets=["anatomy"]),
+            r"typo\.yaml does not fit the profile schema.*\n  scoring\.subjets: unknown key; known keys here: task, "
+            r"subjects, questions_per_subject",
+        ),
+        (
+            lambda s: s["evaluation"].update(max_test_question=8),
+            r"evaluation\.max_test_question: unknown key; known "
+            r"keys here: max_test_questions, highlight, goal",
+        ),
+        (lambda s: s["scoring"].pop("questions_per_subject"), r"scoring\.questions_per_subject: missing; known keys"),
+        (lambda s: s.update(seed="0"), r"\n  seed: Input should be a valid integer, got '0'"),
+        (
+            lambda s: s["scoring"]["live_experts"][0].update(cost_per_1m_usd="cheap"),
+            r"scoring\.live_experts\[0\]\.cost_per_1m_usd: Input should be a valid number, got 'cheap'",
+        ),
+        (
+            lambda s: s["scoring"].update(batch_size="al"),
+            r"scoring\.batch_size: Input should be a valid integer or String should match pattern",
+        ),
+        (
+            lambda s: s["selfplay"].update(pool="opn"),
+            r"names pools it does not define \(selfplay\.pool: 'opn'\); "
+            r"its pools are \['frontier', 'live', 'mix', 'open'\]",
+        ),
+    ],
+)
 def test_a_profile_that_does_not_fit_the_schema_names_file_key_and_known_keys(tmp_path, monkeypatch, change, message):
     name = bad_profile(tmp_path, monkeypatch, change)
     with pytest.raises(ValueError, match=message):
