@@ -1,7 +1,7 @@
 # Reproduction of the Leeroo Orchestrator (arXiv 2401.13979).
 #   make reproduce [PROFILE=smoke|cpu|paper]   create .venv if missing, run notebooks 01..07
 #   make serve [PROFILE=...]                   the orchestrator as an OpenAI-compatible service (Ctrl-C stops it)
-#   make test                                  unit tests + nbval over every notebook (smoke)
+#   make test                                  ruff, unit tests, nbval over every notebook (smoke)
 #   make lab [ARGS="--allow-root --port 8888"] JupyterLab on the notebooks, ARGS passed to jupyter lab
 PROFILE ?= cpu
 PYTHON ?= python3
@@ -57,7 +57,10 @@ $(RUN_DIR)/05_mmlu_eval.ipynb: $(RUN_DIR)/04_policy.ipynb
 $(RUN_DIR)/06_figures.ipynb: $(RUN_DIR)/05_mmlu_eval.ipynb
 $(RUN_DIR)/07_serving.ipynb: $(RUN_DIR)/04_policy.ipynb configs/endpoints/$(PROFILE).yaml
 
+# ruff first (lint, then formatting: `$(PY) -m ruff format .` applies it), then the tests.
 test: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(OFFLINE_ENV) LEEROO_PROFILE=smoke $(PY) -m pytest tests --nbval-lax notebooks -v
 
 # The notebooks' `profile = None` takes $(PROFILE) here.

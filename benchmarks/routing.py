@@ -47,15 +47,21 @@ def main() -> None:
         allocate(proba, orchestrator.costs, args.budget, mode)
         allocation_s[mode] = time.perf_counter() - start
 
-    print(f"profile {cfg.name}, policy {type(orchestrator.policy).__name__}, mode {orchestrator.mode}, "
-          f"{torch.get_num_threads()} torch threads")
+    print(
+        f"profile {cfg.name}, policy {type(orchestrator.policy).__name__}, mode {orchestrator.mode}, "
+        f"{torch.get_num_threads()} torch threads"
+    )
     print(f"load orchestrator:        {load_s:7.2f} s")
-    print(f"route {len(questions)} questions:    {route_s:7.2f} s  ({len(questions) / route_s:.0f} questions/s, "
-          f"pool {args.pool}, budget {args.budget}, mean cost {orchestrator.costs[routes].mean():.3f})")
+    print(
+        f"route {len(questions)} questions:    {route_s:7.2f} s  ({len(questions) / route_s:.0f} questions/s, "
+        f"pool {args.pool}, budget {args.budget}, mean cost {orchestrator.costs[routes].mean():.3f})"
+    )
     for mode, seconds in allocation_s.items():
         print(f"  allocation alone, {mode:10s} {seconds:7.3f} s")
-    print(f"peak memory (RSS):        {peak_rss_mib():7.0f} MiB  ({peak_rss_mib() - before_load:.0f} MiB above "
-          "the process before loading the orchestrator)")
+    print(
+        f"peak memory (RSS):        {peak_rss_mib():7.0f} MiB  ({peak_rss_mib() - before_load:.0f} MiB above "
+        "the process before loading the orchestrator)"
+    )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,12 @@ from leeroo_lib.config import load_profile
 from leeroo_lib.data import load_mmlu, load_recorded_scores
 from leeroo_lib.live_models import fp32_folder
 from leeroo_lib.scoring import (
-    load_expert_model, score_expert, select_questions, task_manager, task_name, write_local_tasks,
+    load_expert_model,
+    score_expert,
+    select_questions,
+    task_manager,
+    task_name,
+    write_local_tasks,
 )
 
 
@@ -36,8 +41,10 @@ def main() -> None:
     subjects = sorted(questions["subject"].unique())[: args.subjects]
     picked = select_questions(questions, args.per_subject, cfg.seed, subjects, load_recorded_scores().index)
     shots, batch = settings["num_fewshot"], settings["batch_size"]
-    print(f"profile {cfg.name}: {len(picked)} questions ({args.per_subject} in each of {subjects}), "
-          f"{shots}-shot, batch {batch}, chunks of {settings['chunk_size']}")
+    print(
+        f"profile {cfg.name}: {len(picked)} questions ({args.per_subject} in each of {subjects}), "
+        f"{shots}-shot, batch {batch}, chunks of {settings['chunk_size']}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         task_dir = write_local_tasks(questions, Path(tmp) / "tasks", subjects)
         for entry in settings["live_experts"]:
@@ -47,31 +54,50 @@ def main() -> None:
             def project():
                 path = Path(tmp) / "scores.parquet"
                 path.unlink(missing_ok=True)
-                score_expert(lambda: load_expert_model(entry, batch, cfg["device"]), picked, path, shots,
-                             task_dir, settings["chunk_size"], cfg.seed)
+                score_expert(
+                    lambda: load_expert_model(entry, batch, cfg["device"]),
+                    picked,
+                    path,
+                    shots,
+                    task_dir,
+                    settings["chunk_size"],
+                    cfg.seed,
+                )
 
             def direct():
                 pretrained = str(fp32_folder(**entry["gguf"])) if "gguf" in entry else entry["pretrained"]
                 tasks = {task_name(s, task_dir): s for s in subjects}
                 lm_eval.simple_evaluate(
-                    model="hf", model_args={"pretrained": pretrained, "device": cfg["device"]},
-                    tasks=list(tasks), num_fewshot=shots, batch_size=batch, task_manager=task_manager(task_dir),
+                    model="hf",
+                    model_args={"pretrained": pretrained, "device": cfg["device"]},
+                    tasks=list(tasks),
+                    num_fewshot=shots,
+                    batch_size=batch,
+                    task_manager=task_manager(task_dir),
                     samples={t: picked.loc[picked["subject"] == s, "idx"].tolist() for t, s in tasks.items()},
-                    log_samples=True, bootstrap_iters=0, verbosity="ERROR",
+                    log_samples=True,
+                    bootstrap_iters=0,
+                    verbosity="ERROR",
                 )
 
             # alternating order, best of `repeats`: the first run also warms caches (files, datasets)
             times = {"project": [], "direct": []}
             for run in range(args.repeats):
-                for name, fn in ((("direct", direct), ("project", project)) if run % 2 == 0
-                                 else (("project", project), ("direct", direct))):
+                for name, fn in (
+                    (("direct", direct), ("project", project))
+                    if run % 2 == 0
+                    else (("project", project), ("direct", direct))
+                ):
                     start = time.perf_counter()
                     fn()
                     times[name].append(time.perf_counter() - start)
             project_s, direct_s = min(times["project"]), min(times["direct"])
-            print(f"{entry['name']}: {len(picked) / project_s:.2f} questions/s through leeroo_lib.scoring "
-                  f"({project_s:.1f} s with model loading), lm_eval directly {direct_s:.1f} s, "
-                  f"ratio {project_s / direct_s:.2f} (best of {args.repeats} each)")
+            print(
+                f"{entry['name']}: {len(picked) / project_s:.2f} questions/s through leeroo_lib.scoring "
+                f"({project_s:.1f} s with model loading), lm_eval directly {direct_s:.1f} s, "
+                f"ratio {project_s / direct_s:.2f} (best of {args.repeats} each)"
+            )
+
 
 if __name__ == "__main__":
     main()

@@ -50,17 +50,20 @@ def main():
 
     print(f"greedy universe, {N_EXPERTS:,} experts x {N_QUESTIONS:,} questions, k={K} (best of 3)")
     t_numpy, steps = best_of(3, lambda: greedy_universe(binary, K))
-    print(f"  numpy, 0/1 scores (p={P_CORRECT}, seed {SEED}): {t_numpy:.3f} s, {len(steps)} steps, "
-          f"S={steps[-1][1]:.4f}  [target < 2 s on 2 cores]")
+    print(
+        f"  numpy, 0/1 scores (p={P_CORRECT}, seed {SEED}): {t_numpy:.3f} s, {len(steps)} steps, "
+        f"S={steps[-1][1]:.4f}  [target < 2 s on 2 cores]"
+    )
     t_frac, frac_steps = best_of(3, lambda: greedy_universe(fractional, K))
-    print(f"  numpy, scores uniform in [0, 1] (no question ever settled): {t_frac:.3f} s, "
-          f"{len(frac_steps)} steps")
+    print(f"  numpy, scores uniform in [0, 1] (no question ever settled): {t_frac:.3f} s, {len(frac_steps)} steps")
 
     t_pandas, pandas_steps = best_of(1, lambda: pandas_greedy(binary, PANDAS_STEPS))
     t_pandas_k = t_pandas / PANDAS_STEPS * K
     same = [e for e, _ in pandas_steps] == [e for e, _ in steps[:PANDAS_STEPS]]
-    print(f"  plain pandas loop: {t_pandas:.2f} s for {PANDAS_STEPS} steps, extrapolated to k={K}: "
-          f"{t_pandas_k:.1f} s (same first {PANDAS_STEPS} experts as numpy: {same})")
+    print(
+        f"  plain pandas loop: {t_pandas:.2f} s for {PANDAS_STEPS} steps, extrapolated to k={K}: "
+        f"{t_pandas_k:.1f} s (same first {PANDAS_STEPS} experts as numpy: {same})"
+    )
     print(f"  ratio pandas / numpy at k={K}: {t_pandas_k / t_numpy:.0f}x")
 
 

@@ -26,14 +26,20 @@ def routed_accuracy(routes: pd.Series, outcomes: pd.DataFrame) -> float:
     return float(picked_outcomes(routes, outcomes).mean())
 
 
-def cost_accuracy_curve(proba: pd.DataFrame, outcomes: pd.DataFrame, costs: pd.Series, budgets,
-                        mode: str = "global") -> pd.DataFrame:
+def cost_accuracy_curve(
+    proba: pd.DataFrame, outcomes: pd.DataFrame, costs: pd.Series, budgets, mode: str = "global"
+) -> pd.DataFrame:
     """One row per budget: budget, mean cost and accuracy of the routes ``proba`` gives under it."""
     rows = []
     for budget in budgets:
         routes = allocate(proba, costs, budget, mode)
-        rows.append({"budget": budget, "cost": float(costs[routes].mean()),
-                     "accuracy": routed_accuracy(routes, outcomes[proba.columns])})
+        rows.append(
+            {
+                "budget": budget,
+                "cost": float(costs[routes].mean()),
+                "accuracy": routed_accuracy(routes, outcomes[proba.columns]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -73,8 +79,14 @@ def budget_grid(prices: pd.Series, n: int) -> np.ndarray:
     return np.unique(np.concatenate([np.geomspace(prices.min(), prices.max(), n), prices.to_numpy()]))
 
 
-def router_curves(probas: dict[str, pd.DataFrame], outcomes: pd.DataFrame, costs: pd.Series,
-                  pools: dict[str, list[str]], n_budgets: int, mode: str = "global") -> pd.DataFrame:
+def router_curves(
+    probas: dict[str, pd.DataFrame],
+    outcomes: pd.DataFrame,
+    costs: pd.Series,
+    pools: dict[str, list[str]],
+    n_budgets: int,
+    mode: str = "global",
+) -> pd.DataFrame:
     """Cost-accuracy curves of several routers (name -> predicted probabilities) in several pools
     (name -> experts), each pool judged on the questions where all its experts were measured:
     columns router, pool, budget, cost, accuracy."""
@@ -82,8 +94,9 @@ def router_curves(probas: dict[str, pd.DataFrame], outcomes: pd.DataFrame, costs
     for pool, experts in pools.items():
         judged = outcomes[experts].notna().all(axis=1).to_numpy()
         curves += [
-            cost_accuracy_curve(proba.loc[judged, experts], outcomes[judged], costs,
-                                budget_grid(costs[experts], n_budgets), mode).assign(router=name, pool=pool)
+            cost_accuracy_curve(
+                proba.loc[judged, experts], outcomes[judged], costs, budget_grid(costs[experts], n_budgets), mode
+            ).assign(router=name, pool=pool)
             for name, proba in probas.items()
         ]
     return pd.concat(curves, ignore_index=True)[["router", "pool", "budget", "cost", "accuracy"]]
@@ -92,8 +105,12 @@ def router_curves(probas: dict[str, pd.DataFrame], outcomes: pd.DataFrame, costs
 def routerbench_code_range(curves: pd.DataFrame) -> float:
     """X of RouterBench's code for the routers of one pool: the largest cost at which any of them
     reaches its own best accuracy (its hull keeps equal-accuracy points, so the last one counts)."""
-    return float(max(curve.loc[curve["accuracy"] == curve["accuracy"].max(), "cost"].max()
-                     for _, curve in curves.groupby("router", sort=False)))
+    return float(
+        max(
+            curve.loc[curve["accuracy"] == curve["accuracy"].max(), "cost"].max()
+            for _, curve in curves.groupby("router", sort=False)
+        )
+    )
 
 
 def aiq_table(curves: pd.DataFrame, costs: pd.Series, pools: dict[str, list[str]]) -> pd.DataFrame:
@@ -103,7 +120,12 @@ def aiq_table(curves: pd.DataFrame, costs: pd.Series, pools: dict[str, list[str]
     rows = []
     for (router, pool), curve in curves.groupby(["router", "pool"], sort=False):
         prices = costs[pools[pool]]
-        rows.append({"router": router, "pool": pool,
-                     "aiq": aiq(curve["cost"], curve["accuracy"], prices.min(), prices.max()),
-                     "aiq_routerbench_code": aiq(curve["cost"], curve["accuracy"], 0.0, code_range[pool])})
+        rows.append(
+            {
+                "router": router,
+                "pool": pool,
+                "aiq": aiq(curve["cost"], curve["accuracy"], prices.min(), prices.max()),
+                "aiq_routerbench_code": aiq(curve["cost"], curve["accuracy"], 0.0, code_range[pool]),
+            }
+        )
     return pd.DataFrame(rows)

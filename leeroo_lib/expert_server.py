@@ -85,13 +85,32 @@ class ExpertServer:
         self.port = self.port or free_port(self.host)
         log = tempfile.NamedTemporaryFile("wb", prefix=f"expert-{self.port}-", suffix=".log", delete=False)
         self.log_path = Path(log.name)
-        command = [sys.executable, "-m", "transformers.cli.transformers", "serve", self.model_id,
-                   "--host", self.host, "--port", str(self.port), "--device", "cpu", "--log-level", "warning"]
+        command = [
+            sys.executable,
+            "-m",
+            "transformers.cli.transformers",
+            "serve",
+            self.model_id,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--device",
+            "cpu",
+            "--log-level",
+            "warning",
+        ]
         with log:
             # A session of its own: stop() signals the whole group, children included.
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env={**os.environ, **OFFLINE_ENV}, start_new_session=True,
-                                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            self.process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **OFFLINE_ENV},
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
         atexit.register(self.stop)  # an interpreter that exits without stop() (a notebook kernel) still ends it
         try:
             self._wait_until_ready()

@@ -90,14 +90,20 @@ def expert_costs(experts: list[Expert]) -> pd.Series:
 def accuracy_table(scores: pd.DataFrame, catalog: list[Expert]) -> pd.DataFrame:
     """Per expert: accuracy over the questions it was measured on, how many, its cost and protocol."""
     experts = get_experts(list(scores.columns), catalog)
-    return pd.DataFrame({
-        "expert": [e.name for e in experts],
-        "size_class": [e.size_class for e in experts],
-        "cost_per_1m_usd": [e.cost_per_1m_usd for e in experts],
-        "accuracy": scores.mean().values,
-        "n_questions": scores.notna().sum().values,
-        "protocol": [e.protocol for e in experts],
-    }).sort_values("cost_per_1m_usd", kind="stable").reset_index(drop=True)
+    return (
+        pd.DataFrame(
+            {
+                "expert": [e.name for e in experts],
+                "size_class": [e.size_class for e in experts],
+                "cost_per_1m_usd": [e.cost_per_1m_usd for e in experts],
+                "accuracy": scores.mean().values,
+                "n_questions": scores.notna().sum().values,
+                "protocol": [e.protocol for e in experts],
+            }
+        )
+        .sort_values("cost_per_1m_usd", kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def live_experts(cfg) -> list[Expert]:
@@ -109,8 +115,15 @@ def live_experts(cfg) -> list[Expert]:
     settings = cfg["scoring"]
     scored_as = f"live: {protocol(settings['num_fewshot'], settings['task'])}"
     return [
-        Expert(name=e["name"], params_b=e.get("params_b"), size_class=e["size_class"],
-               cost_per_1m_usd=float(e["cost_per_1m_usd"]), access=e.get("access", "open"), protocol=scored_as,
-               source=e["source"], suite=LIVE_SUITE)
+        Expert(
+            name=e["name"],
+            params_b=e.get("params_b"),
+            size_class=e["size_class"],
+            cost_per_1m_usd=float(e["cost_per_1m_usd"]),
+            access=e.get("access", "open"),
+            protocol=scored_as,
+            source=e["source"],
+            suite=LIVE_SUITE,
+        )
         for e in settings["live_experts"]
     ]

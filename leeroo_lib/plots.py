@@ -21,8 +21,9 @@ def plot_expert_accuracy(table: pd.DataFrame, path: Path | None = None):
     for size_class, rows in table.groupby("size_class", sort=False):
         ax.scatter(rows["cost_per_1m_usd"], rows["accuracy"], label=size_class, s=40)
     for r in table.itertuples():
-        ax.annotate(_label(r.expert), (r.cost_per_1m_usd, r.accuracy), fontsize=7,
-                    xytext=(4, 2), textcoords="offset points")
+        ax.annotate(
+            _label(r.expert), (r.cost_per_1m_usd, r.accuracy), fontsize=7, xytext=(4, 2), textcoords="offset points"
+        )
     ax.set_xscale("log")
     ax.set_xlabel("cost (USD per 1M tokens, log scale)")
     ax.set_ylabel("MMLU accuracy (own covered questions)")
@@ -31,10 +32,20 @@ def plot_expert_accuracy(table: pd.DataFrame, path: Path | None = None):
     return _save(fig, path)
 
 
-POOL_TITLES = {"open": "open pool (Leeroo opensource)", "mix": "mix pool (with GPT-4)",
-               "frontier": "frontier pool (HELM, one protocol)"}
-SIZE_COLORS = {"7B": "tab:blue", "13B": "tab:green", "34B+": "tab:orange", "GPT4": "tab:red",
-               "frontier-small": "tab:olive", "frontier": "tab:purple", "tiny (live)": "tab:gray"}
+POOL_TITLES = {
+    "open": "open pool (Leeroo opensource)",
+    "mix": "mix pool (with GPT-4)",
+    "frontier": "frontier pool (HELM, one protocol)",
+}
+SIZE_COLORS = {
+    "7B": "tab:blue",
+    "13B": "tab:green",
+    "34B+": "tab:orange",
+    "GPT4": "tab:red",
+    "frontier-small": "tab:olive",
+    "frontier": "tab:purple",
+    "tiny (live)": "tab:gray",
+}
 PAPER_SYSTEMS = {"open": "Leeroo (opensource)", "mix": "Leeroo (mix)"}
 
 
@@ -51,30 +62,49 @@ def plot_accuracy_vs_cost(table1: pd.DataFrame, path: Path | None = None):
     pools = list(dict.fromkeys(ours.loc[ours["kind"] == "leeroo", "pool"]))
     rows = (len(pools) + 1) // 2
     fig, axes = plt.subplots(rows, min(2, len(pools)), figsize=(12, 4.8 * rows), squeeze=False)
-    for ax in axes.flat[len(pools):]:
+    for ax in axes.flat[len(pools) :]:
         ax.set_visible(False)
     for ax, pool in zip(axes.flat, pools):
         pool_singles = ours[(ours["kind"] == "single") & (ours["pool"] == pool)]
-        ax.scatter(pool_singles["cost_per_1m_usd"], pool_singles["accuracy"], color="grey", s=30,
-                   label="served experts alone (this repo)")
+        ax.scatter(
+            pool_singles["cost_per_1m_usd"],
+            pool_singles["accuracy"],
+            color="grey",
+            s=30,
+            label="served experts alone (this repo)",
+        )
         # label the best expert of each price, alternately above and below its point
         for i, (cost, tier) in enumerate(pool_singles.groupby("cost_per_1m_usd")):
             best = tier.loc[tier["accuracy"].idxmax()]
             more = f" (+{len(tier) - 1} at this price)" if len(tier) > 1 else ""
-            ax.annotate(_label(best["system"]) + more, (cost, best["accuracy"]), fontsize=6, color="dimgrey",
-                        xytext=(4, 4 if i % 2 == 0 else -10), textcoords="offset points")
+            ax.annotate(
+                _label(best["system"]) + more,
+                (cost, best["accuracy"]),
+                fontsize=6,
+                color="dimgrey",
+                xytext=(4, 4 if i % 2 == 0 else -10),
+                textcoords="offset points",
+            )
         for router, rows in ours[(ours["pool"] == pool) & (ours["kind"] == "leeroo")].groupby("system"):
             rows = rows.sort_values("cost_per_1m_usd")
-            line, = ax.plot(rows["cost_per_1m_usd"], rows["accuracy"], marker="o", ms=4, label=router)
-            ax.fill_between(rows["cost_per_1m_usd"], rows["ci_low"], rows["ci_high"], color=line.get_color(),
-                            alpha=0.15)
+            (line,) = ax.plot(rows["cost_per_1m_usd"], rows["accuracy"], marker="o", ms=4, label=router)
+            ax.fill_between(
+                rows["cost_per_1m_usd"], rows["ci_low"], rows["ci_high"], color=line.get_color(), alpha=0.15
+            )
         oracle = ours[(ours["pool"] == pool) & (ours["kind"] == "oracle")]
         for r in oracle.itertuples():
             ax.axhline(r.accuracy, color="black", ls=":", lw=1, label=f"oracle ({pool}, this repo)")
         if pool in PAPER_SYSTEMS:
             theirs = paper[paper["system"] == PAPER_SYSTEMS[pool]].drop_duplicates("cost_per_1m_usd")
-            ax.scatter(theirs["cost_per_1m_usd"], theirs["accuracy"], marker="x", s=60, color="crimson",
-                       label=f"{PAPER_SYSTEMS[pool]} (paper)", zorder=5)
+            ax.scatter(
+                theirs["cost_per_1m_usd"],
+                theirs["accuracy"],
+                marker="x",
+                s=60,
+                color="crimson",
+                label=f"{PAPER_SYSTEMS[pool]} (paper)",
+                zorder=5,
+            )
         ax.set_xscale("log")
         ax.set_title(POOL_TITLES.get(pool, f"{pool} pool"))
         ax.set_xlabel("mean cost (USD per 1M tokens, log scale)")
@@ -95,8 +125,9 @@ def plot_subcategories(subcategories: pd.DataFrame, path: Path | None = None):
     for i, system in enumerate(systems):
         ax.bar([p + i * width for p in x], ordered[system], width=width, label=system)
     ax.set_xticks([p + width * (len(systems) - 1) / 2 for p in x])
-    ax.set_xticklabels([f"{s} ({n})" for s, n in zip(ordered.index, ordered["n_questions"])], rotation=40,
-                       ha="right", fontsize=8)
+    ax.set_xticklabels(
+        [f"{s} ({n})" for s, n in zip(ordered.index, ordered["n_questions"])], rotation=40, ha="right", fontsize=8
+    )
     ax.set_ylabel("accuracy (test split)")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8, loc="upper left")
@@ -105,8 +136,9 @@ def plot_subcategories(subcategories: pd.DataFrame, path: Path | None = None):
     return _save(fig, path)
 
 
-def plot_routing_distribution(distribution: pd.DataFrame, served: dict[str, str] | None = None,
-                              path: Path | None = None):
+def plot_routing_distribution(
+    distribution: pd.DataFrame, served: dict[str, str] | None = None, path: Path | None = None
+):
     """Figure 6: share of queries per expert size class at each budget tier; ``served`` (pool ->
     its served experts, as text) is listed under the bars."""
     table = distribution.pivot_table(index=["pool", "budget"], columns="size_class", values="share", sort=False)
@@ -137,7 +169,7 @@ def plot_universe_curve(universe: pd.DataFrame, oracles: pd.DataFrame, chance, p
     oracle = oracles.set_index("pool")["oracle_S"]
     served = universe[universe["served"] == 1]
     for pool, table in served.groupby("pool", sort=False):
-        line, = ax.plot(table["k"], table["S_train"], marker="o", label=f"greedy, {pool} pool")
+        (line,) = ax.plot(table["k"], table["S_train"], marker="o", label=f"greedy, {pool} pool")
         ax.axhline(oracle[pool], color=line.get_color(), ls="--", lw=1, label=f"oracle, {pool} pool")
     ax.axhline(oracles["oracle_S"].iloc[-1], color="grey", lw=1, label="paper's oracle (~98%)")
     ks = range(1, int(served["k"].max()) + 1)
@@ -149,8 +181,13 @@ def plot_universe_curve(universe: pd.DataFrame, oracles: pd.DataFrame, chance, p
     return _save(fig, path)
 
 
-def plot_learning_curves(curves: dict[str, pd.DataFrame], budget: float, target: float | None = None,
-                         mark_at: float | None = None, path: Path | None = None):
+def plot_learning_curves(
+    curves: dict[str, pd.DataFrame],
+    budget: float,
+    target: float | None = None,
+    mark_at: float | None = None,
+    path: Path | None = None,
+):
     """Self-play: test accuracy at a fixed budget against expert evaluations spent, one line per
     labelled curve (rows with ``evaluations`` and ``accuracy``); ``target`` draws the goal line,
     ``mark_at`` a vertical line (e.g. where an expert joined)."""
@@ -199,8 +236,9 @@ def plot_reliability(probas: dict[str, pd.DataFrame], outcomes: pd.DataFrame, pa
     known = ~pd.isna(observed_all)
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     for name, proba in probas.items():
-        observed, predicted = calibration_curve(observed_all[known], proba[outcomes.columns].to_numpy().ravel()[known],
-                                                n_bins=10, strategy="quantile")
+        observed, predicted = calibration_curve(
+            observed_all[known], proba[outcomes.columns].to_numpy().ravel()[known], n_bins=10, strategy="quantile"
+        )
         ax.plot(predicted, observed, marker="o", label=name)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
     ax.set(xlabel="predicted chance of success", ylabel="observed accuracy", title="reliability (test split)")
@@ -208,8 +246,9 @@ def plot_reliability(probas: dict[str, pd.DataFrame], outcomes: pd.DataFrame, pa
     return _save(fig, path)
 
 
-def plot_router_curves(curves: pd.DataFrame, singles: pd.DataFrame, pools: dict[str, list[str]],
-                       path: Path | None = None):
+def plot_router_curves(
+    curves: pd.DataFrame, singles: pd.DataFrame, pools: dict[str, list[str]], path: Path | None = None
+):
     """Test accuracy against mean cost for every router (rows: router, pool, cost, accuracy), one
     panel per pool, single experts (index: expert; cost, accuracy) as points, the oracle dashed."""
     fig, axes = plt.subplots(1, len(pools), figsize=(13, 4.5), squeeze=False)
@@ -217,8 +256,9 @@ def plot_router_curves(curves: pd.DataFrame, singles: pd.DataFrame, pools: dict[
         for router, curve in curves[curves["pool"] == pool].groupby("router", sort=False):
             style = dict(linestyle="--", color="black") if router == "oracle" else dict(marker=".")
             ax.plot(curve["cost"], curve["accuracy"], label=router, **style)
-        ax.scatter(singles.loc[members, "cost"], singles.loc[members, "accuracy"], color="grey", s=15,
-                   label="single experts")
+        ax.scatter(
+            singles.loc[members, "cost"], singles.loc[members, "accuracy"], color="grey", s=15, label="single experts"
+        )
         ax.set(xscale="log", xlabel="mean cost (USD per 1M tokens)", ylabel="test accuracy", title=f"pool: {pool}")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="lower right")

@@ -28,8 +28,21 @@ from .splits import split_index
 from .universe import greedy_universe
 
 RULES = ("greedy", "cost_aware")
-UNIVERSE_COLUMNS = ["pool", "expert", "k", "served", "S_train", "S_test", "gain", "cost_per_1m_usd", "coverage",
-                    "eligible", "reason", "n_train", "n_test"]
+UNIVERSE_COLUMNS = [
+    "pool",
+    "expert",
+    "k",
+    "served",
+    "S_train",
+    "S_test",
+    "gain",
+    "cost_per_1m_usd",
+    "coverage",
+    "eligible",
+    "reason",
+    "n_train",
+    "n_test",
+]
 
 
 @dataclass(frozen=True)
@@ -52,8 +65,11 @@ class Pool:
         unknown = [n for n in self.names if n not in known]
         if unknown:
             raise ValueError(f"pool '{self.name}' names unknown expert(s) {unknown}; the catalog has {sorted(known)}")
-        return [e.name for e in catalog
-                if (e.suite in self.suites and self.access in (None, e.access)) or e.name in self.names]
+        return [
+            e.name
+            for e in catalog
+            if (e.suite in self.suites and self.access in (None, e.access)) or e.name in self.names
+        ]
 
 
 def pools_of(cfg) -> dict[str, Pool]:
@@ -64,15 +80,25 @@ def pools_of(cfg) -> dict[str, Pool]:
         candidates, universe = spec.get("candidates", {}), spec.get("universe", {})
         rule = universe.get("rule", "greedy")
         if rule not in RULES:
-            raise ValueError(f"pool '{name}' of profile '{cfg.name}': unknown universe rule '{rule}', use one of {RULES}")
+            raise ValueError(
+                f"pool '{name}' of profile '{cfg.name}': unknown universe rule '{rule}', use one of {RULES}"
+            )
         if (rule == "cost_aware") != ("budget" in universe):
-            raise ValueError(f"pool '{name}' of profile '{cfg.name}': the cost_aware rule, and only it, takes a "
-                             "budget (summed price of the universe, USD per 1M tokens)")
-        pools[name] = Pool(name=name, suites=tuple(candidates.get("suites", ())), access=candidates.get("access"),
-                           names=tuple(candidates.get("names", ())), rule=rule, k=universe.get("k"),
-                           budget=universe.get("budget"),
-                           min_coverage=float(universe.get("min_coverage", cfg["universe"]["min_coverage"])),
-                           budgets=tuple(spec.get("budgets", ())))
+            raise ValueError(
+                f"pool '{name}' of profile '{cfg.name}': the cost_aware rule, and only it, takes a "
+                "budget (summed price of the universe, USD per 1M tokens)"
+            )
+        pools[name] = Pool(
+            name=name,
+            suites=tuple(candidates.get("suites", ())),
+            access=candidates.get("access"),
+            names=tuple(candidates.get("names", ())),
+            rule=rule,
+            k=universe.get("k"),
+            budget=universe.get("budget"),
+            min_coverage=float(universe.get("min_coverage", cfg["universe"]["min_coverage"])),
+            budgets=tuple(spec.get("budgets", ())),
+        )
     return pools
 
 
@@ -84,10 +110,18 @@ def eligibility(scores: pd.DataFrame, splits: pd.DataFrame, candidates: list[str
     train = train[train.notna().any(axis=1)]
     coverage = train.notna().mean() if len(train) else pd.Series(0.0, index=candidates)
     eligible = coverage >= min_coverage
-    reason = np.where(eligible, "", [f"measured on {c:.1%} of the pool's {len(train):,} training questions, "
-                                     f"below min_coverage {min_coverage:.0%}" for c in coverage])
-    return pd.DataFrame({"expert": candidates, "coverage": coverage.to_numpy(), "eligible": eligible.to_numpy(),
-                         "reason": reason})
+    reason = np.where(
+        eligible,
+        "",
+        [
+            f"measured on {c:.1%} of the pool's {len(train):,} training questions, "
+            f"below min_coverage {min_coverage:.0%}"
+            for c in coverage
+        ],
+    )
+    return pd.DataFrame(
+        {"expert": candidates, "coverage": coverage.to_numpy(), "eligible": eligible.to_numpy(), "reason": reason}
+    )
 
 
 def _complete(scores: pd.DataFrame, splits: pd.DataFrame, split: str, experts: list[str]) -> pd.DataFrame:
@@ -101,34 +135,46 @@ def choose_universe(scores: pd.DataFrame, splits: pd.DataFrame, pool: Pool, cata
     train rows after each addition and, beside it, on the test rows (never used to choose)."""
     candidates = pool.candidates(catalog)
     if not candidates:
-        raise ValueError(f"pool '{pool.name}' has no candidate: its suites {list(pool.suites)}, access "
-                         f"{pool.access!r} and names {list(pool.names)} match no expert of the catalog")
+        raise ValueError(
+            f"pool '{pool.name}' has no candidate: its suites {list(pool.suites)}, access "
+            f"{pool.access!r} and names {list(pool.names)} match no expert of the catalog"
+        )
     min_coverage = pool.min_coverage
     table = eligibility(scores, splits, candidates, min_coverage)
     eligible = table.loc[table["eligible"], "expert"].tolist()
     if not eligible:
-        raise ValueError(f"pool '{pool.name}': no candidate is measured on min_coverage {min_coverage} of its "
-                         f"training questions ({table['reason'].tolist()}); score them on more questions")
+        raise ValueError(
+            f"pool '{pool.name}': no candidate is measured on min_coverage {min_coverage} of its "
+            f"training questions ({table['reason'].tolist()}); score them on more questions"
+        )
     train = _complete(scores, splits, "train", eligible)
     if train.empty:
-        raise ValueError(f"pool '{pool.name}': no training question carries a result for all eligible candidates "
-                         f"{eligible}; score them on common questions")
+        raise ValueError(
+            f"pool '{pool.name}': no training question carries a result for all eligible candidates "
+            f"{eligible}; score them on common questions"
+        )
     costs = expert_costs([e for e in catalog if e.name in eligible])
     budget = {"costs": costs, "budget": pool.budget} if pool.rule == "cost_aware" else {}
     steps = greedy_universe(train, k=pool.k or len(eligible), **budget)
     if not steps:
-        raise ValueError(f"pool '{pool.name}' serves no expert: none of {eligible} answers any of its {len(train)} "
-                         "training questions; score the candidates on more questions")
+        raise ValueError(
+            f"pool '{pool.name}' serves no expert: none of {eligible} answers any of its {len(train)} "
+            "training questions; score the candidates on more questions"
+        )
     served = [e for e, _ in steps]
     test = _complete(scores, splits, "test", served)
-    s_test = [test[served[:i + 1]].max(axis=1).mean() if len(test) else np.nan for i in range(len(served))]
-    order = pd.DataFrame({"expert": served, "k": np.arange(1, len(served) + 1), "S_train": [s for _, s in steps],
-                          "S_test": s_test})
+    s_test = [test[served[: i + 1]].max(axis=1).mean() if len(test) else np.nan for i in range(len(served))]
+    order = pd.DataFrame(
+        {"expert": served, "k": np.arange(1, len(served) + 1), "S_train": [s for _, s in steps], "S_test": s_test}
+    )
     order["gain"] = order["S_train"].diff().fillna(order["S_train"])
     table = table.merge(order, on="expert", how="left")
     table["served"] = table["k"].notna().astype(int)
-    table["reason"] = np.where((table["served"] == 1) | ~table["eligible"], table["reason"],
-                               "eligible, not chosen: adds no training question to the universe within its rule")
+    table["reason"] = np.where(
+        (table["served"] == 1) | ~table["eligible"],
+        table["reason"],
+        "eligible, not chosen: adds no training question to the universe within its rule",
+    )
     table["cost_per_1m_usd"] = [next(e.cost_per_1m_usd for e in catalog if e.name == n) for n in table["expert"]]
     table = table.assign(pool=pool.name, n_train=len(train), n_test=len(test))
     table = table.sort_values(["served", "k"], ascending=[False, True], kind="stable")
@@ -142,4 +188,3 @@ def served_experts(universe: pd.DataFrame) -> dict[str, list[str]]:
         raise ValueError(f"universe table lacks column(s) {sorted(missing)}: rerun notebooks/02_universe.ipynb")
     served = universe[universe["served"] == 1].sort_values(["k"], kind="stable")
     return {pool: rows["expert"].tolist() for pool, rows in served.groupby("pool", sort=False)}
-

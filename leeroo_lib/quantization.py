@@ -39,14 +39,16 @@ def compare(rows: dict[str, pd.DataFrame], reference: pd.DataFrame) -> list[dict
     for precision, scored in rows.items():
         both = reference.merge(scored, on=keys, suffixes=("_ref", ""), validate="one_to_one")
         ref, own = both[[f"{c}_ref" for c in LOGLIKS]].to_numpy(float), both[LOGLIKS].to_numpy(float)
-        out.append({
-            "precision": precision,
-            "n_questions": len(both),
-            "accuracy": both["correct"].mean(),
-            "same_letter_share": (both["pred"] == both["pred_ref"]).mean(),
-            "loglik_corr": np.corrcoef(ref.ravel(), own.ravel())[0, 1],
-            "seconds": both["seconds"].sum(),
-        })
+        out.append(
+            {
+                "precision": precision,
+                "n_questions": len(both),
+                "accuracy": both["correct"].mean(),
+                "same_letter_share": (both["pred"] == both["pred_ref"]).mean(),
+                "loglik_corr": np.corrcoef(ref.ravel(), own.ravel())[0, 1],
+                "seconds": both["seconds"].sum(),
+            }
+        )
     return out
 
 
@@ -57,8 +59,10 @@ def quantization_table(cfg, questions: pd.DataFrame, among: pd.Index | None = No
     settings = cfg["scoring"]["quantization"]
     unknown = set(settings["precisions"]) - set(PRECISIONS)
     if unknown or REFERENCE not in settings["precisions"]:
-        raise ValueError(f"scoring.quantization.precisions must hold '{REFERENCE}' and only {list(PRECISIONS)}, "
-                         f"not {settings['precisions']}")
+        raise ValueError(
+            f"scoring.quantization.precisions must hold '{REFERENCE}' and only {list(PRECISIONS)}, "
+            f"not {settings['precisions']}"
+        )
     picked = quantization_sample(cfg, questions, among)
     table = []
     for entry in cfg["scoring"]["live_experts"]:
@@ -70,11 +74,20 @@ def quantization_table(cfg, questions: pd.DataFrame, among: pd.Index | None = No
             # loaded even when every row is stored: its footprint is part of the table
             lm = load_expert_model(at_precision, cfg["scoring"]["batch_size"], cfg["device"])
             memory[precision] = lm.model.get_memory_footprint() / 2**20
-            rows[precision] = score_job(cfg, questions, at_precision, picked,
-                                        precision_path(cfg, entry["name"], precision), model=lm)
+            rows[precision] = score_job(
+                cfg, questions, at_precision, picked, precision_path(cfg, entry["name"], precision), model=lm
+            )
             del lm
         for row in compare(rows, rows[REFERENCE]):
             table.append({"expert": entry["name"], **row, "memory_mb": memory[row["precision"]]})
-    columns = ["expert", "precision", "n_questions", "accuracy", "same_letter_share", "loglik_corr", "memory_mb",
-               "seconds"]
+    columns = [
+        "expert",
+        "precision",
+        "n_questions",
+        "accuracy",
+        "same_letter_share",
+        "loglik_corr",
+        "memory_mb",
+        "seconds",
+    ]
     return pd.DataFrame(table, columns=columns)

@@ -48,8 +48,16 @@ BACKENDS = {
     "local-chat-completions": ("generative",),
 }
 METHODS = ("loglikelihood", "generative")
-SCORE_COLUMNS = ["subject", "idx", *[f"loglik_{c}" for c in LETTERS], "pred", "answer", "correct", "protocol",
-                 "seconds"]
+SCORE_COLUMNS = [
+    "subject",
+    "idx",
+    *[f"loglik_{c}" for c in LETTERS],
+    "pred",
+    "answer",
+    "correct",
+    "protocol",
+    "seconds",
+]
 ENDPOINT_TIMEOUT_S = 2.0
 # The reply's letter: the one it starts with ("B", "(B)", "B. text"), else the one after "answer (is)".
 LETTER_PATTERN = r"^\W*([A-D])\b|[Aa]nswer(?: is)?\W*([A-D])\b"
@@ -60,7 +68,8 @@ MMLU_TEMPLATE = {
     "fewshot_split": "test",
     "fewshot_config": {"sampler": "first_n"},
     "output_type": "multiple_choice",
-    "doc_to_text": "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\nD. {{choices[3]}}\nAnswer:",
+    "doc_to_text": "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\n"
+    "C. {{choices[2]}}\nD. {{choices[3]}}\nAnswer:",
     "doc_to_choice": list(LETTERS),
     "doc_to_target": "answer",
     "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
@@ -72,10 +81,15 @@ GENERATIVE_TEMPLATE = {
     "output_type": "generate_until",
     "doc_to_target": "{{['A', 'B', 'C', 'D'][answer]}}",
     "generation_kwargs": {"until": ["\n\n"], "max_gen_toks": 16, "do_sample": False, "temperature": 0.0},
-    "filter_list": [{"name": "letter", "filter": [
-        {"function": "regex", "regex_pattern": LETTER_PATTERN, "fallback": NO_LETTER},
-        {"function": "take_first"},
-    ]}],
+    "filter_list": [
+        {
+            "name": "letter",
+            "filter": [
+                {"function": "regex", "regex_pattern": LETTER_PATTERN, "fallback": NO_LETTER},
+                {"function": "take_first"},
+            ],
+        }
+    ],
     "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
 }
 
@@ -113,8 +127,9 @@ def protocol(num_fewshot: int, task: str, method: str = "loglikelihood") -> str:
     return f"lm-eval {num_fewshot}-shot {scored_by} ({task} task, {shots[task]})"
 
 
-def select_questions(questions: pd.DataFrame, per_subject: int | None, seed: int, subjects=None,
-                     among: pd.Index | None = None) -> pd.DataFrame:
+def select_questions(
+    questions: pd.DataFrame, per_subject: int | None, seed: int, subjects=None, among: pd.Index | None = None
+) -> pd.DataFrame:
     """A seeded sample of ``per_subject`` questions from each subject (every question when None; all
     subjects when ``subjects`` is None), drawn from the rows of ``among`` ((subject, idx)) when given."""
     pool = questions if subjects is None else questions[questions["subject"].isin(subjects)]
@@ -156,10 +171,13 @@ def write_local_tasks(questions: pd.DataFrame, folder: Path, subjects) -> Path:
             raise ValueError(f"questions of '{subject}' must be its whole test file (idx 0..n-1), as load_mmlu gives")
         data_file = folder / f"{subject}.jsonl"
         # Only the text goes in: a repeated MMLU question is then equal to its copy, and both leave the shot pool.
-        _write_if_changed(data_file, "".join(
-            json.dumps({"question": q, "choices": list(c), "answer": int(a)}) + "\n"
-            for q, c, a in zip(rows["question"], rows["choices"], rows["answer"])
-        ))
+        _write_if_changed(
+            data_file,
+            "".join(
+                json.dumps({"question": q, "choices": list(c), "answer": int(a)}) + "\n"
+                for q, c, a in zip(rows["question"], rows["choices"], rows["answer"])
+            ),
+        )
         for method, template in (("loglikelihood", MMLU_TEMPLATE), ("generative", GENERATIVE_TEMPLATE)):
             task = {
                 **template,
@@ -167,7 +185,7 @@ def write_local_tasks(questions: pd.DataFrame, folder: Path, subjects) -> Path:
                 "dataset_path": "json",
                 "dataset_kwargs": {"data_files": {"test": str(data_file)}},
                 "description": f"The following are multiple choice questions (with answers) about "
-                               f"{subject.replace('_', ' ')}.\n\n",
+                f"{subject.replace('_', ' ')}.\n\n",
             }
             _write_if_changed(folder / f"{task['task']}.yaml", yaml.safe_dump(task, sort_keys=False))
     return folder
@@ -200,8 +218,18 @@ def check_prompt_logprobs(model_args: dict, timeout: float = 60.0) -> None:
     import requests
 
     url = model_args["base_url"]
-    reply = requests.post(url, json={"model": model_args.get("model"), "prompt": "The answer is", "max_tokens": 1,
-                                     "logprobs": 1, "echo": True, "temperature": 0}, timeout=timeout)
+    reply = requests.post(
+        url,
+        json={
+            "model": model_args.get("model"),
+            "prompt": "The answer is",
+            "max_tokens": 1,
+            "logprobs": 1,
+            "echo": True,
+            "temperature": 0,
+        },
+        timeout=timeout,
+    )
     choice = (reply.json().get("choices") or [{}])[0] if reply.ok else {}
     if not (choice.get("logprobs") or {}).get("token_logprobs"):
         raise ValueError(
@@ -286,12 +314,23 @@ def _row(sample: dict, method: str) -> dict:
         reply = sample["filtered_resps"]
         letter = reply[0] if isinstance(reply, list) else reply
         pred = letter if letter in LETTERS else None
-    return {**{f"loglik_{c}": v for c, v in zip(LETTERS, loglik)},
-            "pred": pred, "answer": LETTERS[answer], "correct": int(pred == LETTERS[answer])}
+    return {
+        **{f"loglik_{c}": v for c, v in zip(LETTERS, loglik)},
+        "pred": pred,
+        "answer": LETTERS[answer],
+        "correct": int(pred == LETTERS[answer]),
+    }
 
 
-def evaluate_questions(lm, questions: pd.DataFrame, num_fewshot: int, task_dir: Path | None, manager=None,
-                       seed: int = 0, method: str = "loglikelihood"):
+def evaluate_questions(
+    lm,
+    questions: pd.DataFrame,
+    num_fewshot: int,
+    task_dir: Path | None,
+    manager=None,
+    seed: int = 0,
+    method: str = "loglikelihood",
+):
     """Score ``questions`` with lm-eval in one call: (one row per question, lm-eval's results dict).
 
     ``task_dir``: the folder of ``write_local_tasks``, or None for lm-eval's standard ``mmlu`` tasks.
@@ -303,7 +342,9 @@ def evaluate_questions(lm, questions: pd.DataFrame, num_fewshot: int, task_dir: 
     kind = "mmlu" if task_dir is None else "local"
     scored_as = protocol(num_fewshot, kind, method)
     if task_dir is not None:
-        missing = [str(Path(task_dir) / f"{s}.jsonl") for s in subjects if not (Path(task_dir) / f"{s}.jsonl").is_file()]
+        missing = [
+            str(Path(task_dir) / f"{s}.jsonl") for s in subjects if not (Path(task_dir) / f"{s}.jsonl").is_file()
+        ]
         if missing:
             raise FileNotFoundError(
                 f"question file(s) of the local MMLU task missing: {missing[:3]}; "
@@ -311,13 +352,25 @@ def evaluate_questions(lm, questions: pd.DataFrame, num_fewshot: int, task_dir: 
             )
     names = {task_name(s, task_dir, method): s for s in subjects}
     results = lm_eval.simple_evaluate(
-        model=lm, tasks=list(names), num_fewshot=num_fewshot, task_manager=manager or task_manager(task_dir),
+        model=lm,
+        tasks=list(names),
+        num_fewshot=num_fewshot,
+        task_manager=manager or task_manager(task_dir),
         samples={t: sorted(questions.loc[questions["subject"] == s, "idx"].tolist()) for t, s in names.items()},
-        apply_chat_template=method == "generative", log_samples=True, bootstrap_iters=0, random_seed=seed,
-        numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed, verbosity="ERROR",
+        apply_chat_template=method == "generative",
+        log_samples=True,
+        bootstrap_iters=0,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+        verbosity="ERROR",
     )
-    rows = [{"subject": names[name], "idx": int(sample["doc_id"]), **_row(sample, method)}
-            for name, samples in results["samples"].items() for sample in samples]
+    rows = [
+        {"subject": names[name], "idx": int(sample["doc_id"]), **_row(sample, method)}
+        for name, samples in results["samples"].items()
+        for sample in samples
+    ]
     scored = pd.DataFrame(rows).sort_values(["subject", "idx"]).reset_index(drop=True)
     return scored.assign(protocol=scored_as), results
 
@@ -339,9 +392,17 @@ def _store(frame: pd.DataFrame, path: Path) -> None:
     partial.replace(path)
 
 
-def score_expert(make_model, questions: pd.DataFrame, path: Path, num_fewshot: int, task_dir: Path | None,
-                 chunk_size: int, seed: int = 0, desc: str | None = None,
-                 method: str = "loglikelihood") -> pd.DataFrame:
+def score_expert(
+    make_model,
+    questions: pd.DataFrame,
+    path: Path,
+    num_fewshot: int,
+    task_dir: Path | None,
+    chunk_size: int,
+    seed: int = 0,
+    desc: str | None = None,
+    method: str = "loglikelihood",
+) -> pd.DataFrame:
     """Score every question of ``questions`` not yet in ``path``, ``chunk_size`` at a time, appending
     each finished chunk to the parquet file, so a rerun after an interruption skips what is stored.
     Each row keeps ``seconds``, its share of its chunk's wall time.
@@ -368,8 +429,9 @@ def score_expert(make_model, questions: pd.DataFrame, path: Path, num_fewshot: i
             for start in range(0, len(todo), chunk_size):
                 began = time.perf_counter()
                 try:
-                    scored, _ = evaluate_questions(lm, todo.iloc[start:start + chunk_size], num_fewshot, task_dir,
-                                                   manager, seed, method)
+                    scored, _ = evaluate_questions(
+                        lm, todo.iloc[start : start + chunk_size], num_fewshot, task_dir, manager, seed, method
+                    )
                 except (requests.exceptions.RequestException, aiohttp.ClientError) as err:  # lm-eval's HTTP
                     raise ConnectionError(
                         f"expert endpoint {getattr(lm, 'base_url', '?')} failed while scoring ({err}); the "
@@ -388,8 +450,9 @@ def live_sample(cfg, questions: pd.DataFrame, among: pd.Index | None = None, sub
     """The questions the profile's live experts are scored on (``scoring.questions_per_subject`` of
     each of ``subjects``, default ``scoring.subjects``), seeded, drawn from ``among``."""
     settings = cfg["scoring"]
-    return select_questions(questions, settings["questions_per_subject"], cfg.seed,
-                            subjects or settings.get("subjects"), among)
+    return select_questions(
+        questions, settings["questions_per_subject"], cfg.seed, subjects or settings.get("subjects"), among
+    )
 
 
 def live_entry(cfg, name: str) -> dict:
@@ -416,8 +479,7 @@ def shard_folder(cfg, name: str) -> Path:
     return folder
 
 
-def score_job(cfg, questions: pd.DataFrame, entry: dict, picked: pd.DataFrame, path: Path,
-              model=None) -> pd.DataFrame:
+def score_job(cfg, questions: pd.DataFrame, entry: dict, picked: pd.DataFrame, path: Path, model=None) -> pd.DataFrame:
     """Score one live expert on ``picked`` into ``path``, with a task folder of its own beside the file;
     ``model``: its lm-eval model when already loaded, else loaded when there is work."""
     settings = cfg["scoring"]
@@ -426,7 +488,13 @@ def score_job(cfg, questions: pd.DataFrame, entry: dict, picked: pd.DataFrame, p
         task_dir = write_local_tasks(questions, Path(path).with_suffix(".tasks"), picked["subject"].unique())
     return score_expert(
         lambda: model if model is not None else load_expert_model(entry, settings["batch_size"], cfg["device"]),
-        picked, path, settings["num_fewshot"], task_dir, settings["chunk_size"], cfg.seed, desc=entry["name"],
+        picked,
+        path,
+        settings["num_fewshot"],
+        task_dir,
+        settings["chunk_size"],
+        cfg.seed,
+        desc=entry["name"],
         method=scoring_method(entry),
     )
 
@@ -437,8 +505,10 @@ def score_live_experts(cfg, questions: pd.DataFrame, among: pd.Index | None = No
     picked = live_sample(cfg, questions, among)
     for entry in cfg["scoring"]["live_experts"]:  # fail early on a bad setting, before any model loads
         protocol(cfg["scoring"]["num_fewshot"], cfg["scoring"]["task"], scoring_method(entry))
-    return {entry["name"]: score_job(cfg, questions, entry, picked, scores_path(cfg, entry["name"]))
-            for entry in cfg["scoring"]["live_experts"]}
+    return {
+        entry["name"]: score_job(cfg, questions, entry, picked, scores_path(cfg, entry["name"]))
+        for entry in cfg["scoring"]["live_experts"]
+    }
 
 
 def merge_shards(cfg, name: str) -> pd.DataFrame:
@@ -480,15 +550,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m leeroo_lib.scoring",
         description="Score one live expert of a profile through lm-evaluation-harness, into its own resumable "
-                    "file. Fan out with one job per --shard I/N (a Slurm array, a shell loop), then --merge.",
+        "file. Fan out with one job per --shard I/N (a Slurm array, a shell loop), then --merge.",
     )
     parser.add_argument("--profile", default=None, help="configs/<profile>.yaml (default: $LEEROO_PROFILE, else cpu)")
     parser.add_argument("--expert", required=True, help="a name in the profile's scoring.live_experts")
     parser.add_argument("--subjects", nargs="+", default=None, help="MMLU subjects (default: the profile's)")
-    parser.add_argument("--shard", type=_shard, default=None, metavar="I/N",
-                        help="score part I of N of the questions, into data/scores/shards/<expert>/I-of-N.parquet")
-    parser.add_argument("--merge", action="store_true",
-                        help="join the expert's stored shards into data/scores/<expert>.parquet and exit")
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="I/N",
+        help="score part I of N of the questions, into data/scores/shards/<expert>/I-of-N.parquet",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="join the expert's stored shards into data/scores/<expert>.parquet and exit",
+    )
     args = parser.parse_args(argv)
     if args.merge and (args.shard or args.subjects):
         parser.error("--merge takes only --profile and --expert")
@@ -513,8 +591,9 @@ def main(argv: list[str] | None = None) -> int:
 def merge_score_matrix(recorded: pd.DataFrame, live: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The recorded matrix with one more column per live expert: its 0/1 ``correct`` on the
     questions it was scored on, NaN elsewhere; rows stay those of the recorded matrix."""
-    columns = {name: scores.set_index(["subject", "idx"])["correct"].astype(np.float64)
-               for name, scores in live.items()}
+    columns = {
+        name: scores.set_index(["subject", "idx"])["correct"].astype(np.float64) for name, scores in live.items()
+    }
     return recorded.join(pd.DataFrame(columns), how="left")
 
 
@@ -524,15 +603,17 @@ def letter_baseline(live: dict[str, pd.DataFrame]) -> pd.DataFrame:
     rows = []
     for name, scores in live.items():
         favourite = scores["pred"].value_counts().idxmax()
-        rows.append({
-            "expert": name,
-            "n_questions": len(scores),
-            "accuracy": scores["correct"].mean(),
-            "chance": 1 / len(LETTERS),
-            "most_frequent_letter": favourite,
-            "share_of_predictions": (scores["pred"] == favourite).mean(),
-            "letter_bias_baseline": (scores["answer"] == favourite).mean(),
-        })
+        rows.append(
+            {
+                "expert": name,
+                "n_questions": len(scores),
+                "accuracy": scores["correct"].mean(),
+                "chance": 1 / len(LETTERS),
+                "most_frequent_letter": favourite,
+                "share_of_predictions": (scores["pred"] == favourite).mean(),
+                "letter_bias_baseline": (scores["answer"] == favourite).mean(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -541,10 +622,12 @@ def letter_distribution(live: dict[str, pd.DataFrame]) -> pd.DataFrame:
     first expert's questions: the live experts of a profile share one sample)."""
     gold = next(iter(live.values()))["answer"] if live else pd.Series(dtype=str)
     columns = {name: scores["pred"] for name, scores in live.items()} | {"gold answer": gold}
-    return pd.DataFrame({
-        name: letters.value_counts(normalize=True).reindex(list(LETTERS), fill_value=0.0)
-        for name, letters in columns.items()
-    })
+    return pd.DataFrame(
+        {
+            name: letters.value_counts(normalize=True).reindex(list(LETTERS), fill_value=0.0)
+            for name, letters in columns.items()
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ def make_splits(scores: pd.DataFrame, test_fraction: float, seed: int) -> pd.Dat
     if len(complete) == 0:
         raise ValueError("no question has a score for every expert, so there is nothing to test routing on")
     _, test = train_test_split(
-        complete.to_list(), test_size=test_fraction, random_state=seed,
+        complete.to_list(),
+        test_size=test_fraction,
+        random_state=seed,
         stratify=complete.get_level_values("subject"),
     )
     split = pd.Series("train", index=scores.index, name="split")

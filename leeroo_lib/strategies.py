@@ -39,8 +39,9 @@ def _codes(letters: pd.DataFrame, experts: list[str]) -> np.ndarray:
     """Letter codes 0-3 of ``experts`` (columns of ``letters``), -1 where the letter is missing."""
     unknown = [e for e in experts if e not in letters.columns]
     if unknown:
-        raise ValueError(f"the letters frame has no column for expert(s) {unknown}: pass the pool's letters "
-                         "(data.load_helm_letters)")
+        raise ValueError(
+            f"the letters frame has no column for expert(s) {unknown}: pass the pool's letters (data.load_helm_letters)"
+        )
     values = letters[experts]
     odd = ~(values.isin(list(LETTERS)) | values.isna())
     if odd.to_numpy().any():
@@ -51,13 +52,20 @@ def _codes(letters: pd.DataFrame, experts: list[str]) -> np.ndarray:
     return codes
 
 
-def _answers(index: pd.Index, letter: np.ndarray, cost: np.ndarray, step: np.ndarray,
-             experts: list[str]) -> pd.DataFrame:
+def _answers(
+    index: pd.Index, letter: np.ndarray, cost: np.ndarray, step: np.ndarray, experts: list[str]
+) -> pd.DataFrame:
     """The per-question result frame: ``letter`` codes (-1: none), ``cost`` and ``step`` (questions x
     experts: the call order of each expert, -1 when not called)."""
     called = [tuple(experts[j] for j in np.argsort(row, kind="stable") if row[j] >= 0) for row in step]
-    return pd.DataFrame({"letter": np.where(letter >= 0, np.array(list(LETTERS))[letter], None),
-                         "cost": cost.astype(np.float64), "experts": called}, index=index)
+    return pd.DataFrame(
+        {
+            "letter": np.where(letter >= 0, np.array(list(LETTERS))[letter], None),
+            "cost": cost.astype(np.float64),
+            "experts": called,
+        },
+        index=index,
+    )
 
 
 def _price_vector(prices: pd.Series, experts: list[str]) -> np.ndarray:
@@ -102,8 +110,9 @@ class AgreementCascade:
         self.cheap, self.strong, self.quorum = list(cheap), strong, quorum
         self.experts = [*self.cheap, strong]
         self.prices = _price_vector(prices, self.experts)
-        self.name = (f"agreement cascade: {quorum} of " + " + ".join(_short(e) for e in self.cheap)
-                     + f" -> {_short(strong)}")
+        self.name = (
+            f"agreement cascade: {quorum} of " + " + ".join(_short(e) for e in self.cheap) + f" -> {_short(strong)}"
+        )
 
     def answer(self, letters: pd.DataFrame) -> pd.DataFrame:
         codes = _codes(letters, self.experts)
@@ -130,8 +139,10 @@ def _gold(gold: pd.Series, index: pd.Index) -> pd.Series:
     """The gold letters of ``index``, or an error naming the questions that have none."""
     missing = index[~index.isin(gold.index)]
     if len(missing):
-        raise ValueError(f"no gold answer for {len(missing)} questions (first: {list(missing[:3])}): "
-                         "pass data.gold_letters(load_mmlu())")
+        raise ValueError(
+            f"no gold answer for {len(missing)} questions (first: {list(missing[:3])}): "
+            "pass data.gold_letters(load_mmlu())"
+        )
     return gold.reindex(index)
 
 
@@ -139,8 +150,10 @@ def _rows_of(proba: pd.DataFrame, letters: pd.DataFrame, experts: list[str]) -> 
     """The policy's chances for the rows of ``letters``, or an error naming what is missing."""
     missing = letters.index[~letters.index.isin(proba.index)]
     if len(missing):
-        raise ValueError(f"the policy's predictions lack {len(missing)} questions (first: {list(missing[:3])}): "
-                         "index predict_proba's frame by (subject, idx) and cover every question answered")
+        raise ValueError(
+            f"the policy's predictions lack {len(missing)} questions (first: {list(missing[:3])}): "
+            "index predict_proba's frame by (subject, idx) and cover every question answered"
+        )
     unknown = [e for e in experts if e not in proba.columns]
     if unknown:
         raise ValueError(f"the policy predicts no chance for expert(s) {unknown}: fit it on the pool's experts")
@@ -188,12 +201,31 @@ def _walk(codes: np.ndarray, chance: np.ndarray, prices: np.ndarray, cap: float)
         ranked = np.sort(chance_max, axis=1)
         dissent = np.where(np.arange(len(LETTERS))[None, :] == top[:, None], ranked[:, [-2]], ranked[:, [-1]])
         calls = asked.sum(axis=1, keepdims=True).astype(np.float64)
-        features = np.stack(np.broadcast_arrays(
-            votes, votes / calls, votes == calls, calls, _logit(chance_max), chance_sum, _logit(dissent),
-            dissent > 0, missing[:, None], difficulty[:, None],
-        ), axis=-1).astype(np.float64)
-        steps.append({"live": live, "expert": expert, "spent": spent.copy(), "mask": asked @ (1 << np.arange(m)),
-                      "voted": votes > 0, "features": features})
+        features = np.stack(
+            np.broadcast_arrays(
+                votes,
+                votes / calls,
+                votes == calls,
+                calls,
+                _logit(chance_max),
+                chance_sum,
+                _logit(dissent),
+                dissent > 0,
+                missing[:, None],
+                difficulty[:, None],
+            ),
+            axis=-1,
+        ).astype(np.float64)
+        steps.append(
+            {
+                "live": live,
+                "expert": expert,
+                "spent": spent.copy(),
+                "mask": asked @ (1 << np.arange(m)),
+                "voted": votes > 0,
+                "features": features,
+            }
+        )
     return steps
 
 
@@ -232,7 +264,7 @@ def _training_rows(walks: list[list[dict]], truth: np.ndarray, rows: np.ndarray)
     keep[np.unique(keys, return_index=True)[1]] = True
     X, y, offset = [], [], 0
     for st, r in states:
-        chosen = r[keep[offset:offset + len(r)]]
+        chosen = r[keep[offset : offset + len(r)]]
         offset += len(r)
         voted = st["voted"][chosen]
         X.append(st["features"][chosen][voted])
@@ -301,8 +333,16 @@ class LearnedCascade:
             thresholds = np.unique([*np.quantile(best[live], np.linspace(0, 1, self.n_thresholds)), 2.0])
             stop = _stops(steps, best, thresholds)
             spent = np.stack([st["spent"] for st in steps])
-            grid.append(pd.DataFrame({"cap": cap, "threshold": thresholds, "cost": spent[stop, rows].mean(axis=1),
-                                      "accuracy": (letter[stop, rows] == truth).mean(axis=1)}))
+            grid.append(
+                pd.DataFrame(
+                    {
+                        "cap": cap,
+                        "threshold": thresholds,
+                        "cost": spent[stop, rows].mean(axis=1),
+                        "accuracy": (letter[stop, rows] == truth).mean(axis=1),
+                    }
+                )
+            )
         self.settings_ = pd.concat(grid, ignore_index=True)
         return self
 
@@ -312,8 +352,10 @@ class LearnedCascade:
             raise ValueError("this learned cascade is not fitted: call fit(training letters, gold) first")
         affordable = self.settings_[self.settings_["cost"] <= budget + 1e-9]
         if affordable.empty:
-            raise ValueError(f"budget {budget} is below the cheapest setting's training cost, "
-                             f"{self.settings_['cost'].min():.2f}: raise it")
+            raise ValueError(
+                f"budget {budget} is below the cheapest setting's training cost, "
+                f"{self.settings_['cost'].min():.2f}: raise it"
+            )
         best = affordable.sort_values(["accuracy", "cost"], ascending=[False, True], kind="stable").iloc[0]
         return BudgetedCascade(self, budget, float(best["cap"]), float(best["threshold"]))
 
@@ -355,9 +397,18 @@ def evaluate_strategies(strategies, letters: pd.DataFrame, gold: pd.Series, pool
     for strategy in strategies:
         answers, correct = _correct(strategy, letters, gold)
         low, high = bootstrap_ci(correct, seed)
-        rows.append({"strategy": strategy.name, "pool": pool, "budget": strategy.budget,
-                     "mean_cost": answers["cost"].mean(), "accuracy": correct.mean(), "ci_low": low,
-                     "ci_high": high, "calls_per_question": answers["experts"].map(len).mean()})
+        rows.append(
+            {
+                "strategy": strategy.name,
+                "pool": pool,
+                "budget": strategy.budget,
+                "mean_cost": answers["cost"].mean(),
+                "accuracy": correct.mean(),
+                "ci_low": low,
+                "ci_high": high,
+                "calls_per_question": answers["experts"].map(len).mean(),
+            }
+        )
     return pd.DataFrame(rows, columns=STRATEGY_COLUMNS)
 
 
@@ -365,15 +416,28 @@ def strategy_aiq(rows: pd.DataFrame, prices: pd.Series) -> pd.DataFrame:
     """AIQ of each strategy family (every setting of it one point) over the pool's price range,
     the axes on which ``aiq.aiq_table`` judges the single-call routers: columns strategy, pool, aiq."""
     families = rows.assign(strategy=rows["strategy"].str.partition(": ")[0])
-    return pd.DataFrame([
-        {"strategy": family, "pool": pool,
-         "aiq": aiq(group["mean_cost"], group["accuracy"], prices.min(), prices.max())}
-        for (family, pool), group in families.groupby(["strategy", "pool"], sort=False)
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "strategy": family,
+                "pool": pool,
+                "aiq": aiq(group["mean_cost"], group["accuracy"], prices.min(), prices.max()),
+            }
+            for (family, pool), group in families.groupby(["strategy", "pool"], sort=False)
+        ]
+    )
 
 
-def cheaper_win(strategies, letters: pd.DataFrame, gold: pd.Series, prices: pd.Series, reference: str,
-                seed: int, price_share: float = 0.25, margin: float = 0.01) -> dict:
+def cheaper_win(
+    strategies,
+    letters: pd.DataFrame,
+    gold: pd.Series,
+    prices: pd.Series,
+    reference: str,
+    seed: int,
+    price_share: float = 0.25,
+    margin: float = 0.01,
+) -> dict:
     """Does some strategy beat expert ``reference`` alone by ``margin`` or more in accuracy at a mean
     cost of ``price_share`` of its price or less? The most accurate such strategy, its paired
     difference to the reference over the same questions with a seeded 95% bootstrap interval, and
@@ -385,21 +449,39 @@ def cheaper_win(strategies, letters: pd.DataFrame, gold: pd.Series, prices: pd.S
         answers, correct = _correct(strategy, letters, gold)
         if answers["cost"].mean() <= limit + 1e-9 and (best is None or correct.mean() > best[2].mean()):
             best = (strategy, answers, correct)
-    result = {"reference": reference, "reference_accuracy": float(reference_correct.mean()), "cost_limit": limit,
-              "margin": margin}
+    result = {
+        "reference": reference,
+        "reference_accuracy": float(reference_correct.mean()),
+        "cost_limit": limit,
+        "margin": margin,
+    }
     if best is None:
         return {**result, "strategy": None, "met": False}
     strategy, answers, correct = best
     diff = correct - reference_correct
     low, high = bootstrap_ci(diff, seed)
-    return {**result, "strategy": strategy.name, "budget": float(strategy.budget),
-            "mean_cost": float(answers["cost"].mean()), "accuracy": float(correct.mean()),
-            "difference": float(diff.mean()), "diff_ci_low": low, "diff_ci_high": high,
-            "met": bool(diff.mean() >= margin)}
+    return {
+        **result,
+        "strategy": strategy.name,
+        "budget": float(strategy.budget),
+        "mean_cost": float(answers["cost"].mean()),
+        "accuracy": float(correct.mean()),
+        "difference": float(diff.mean()),
+        "diff_ci_low": low,
+        "diff_ci_high": high,
+        "met": bool(diff.mean() >= margin),
+    }
 
 
-def strategy_suite(letters: pd.DataFrame, gold: pd.Series, prices: pd.Series, proba: pd.DataFrame,
-                   train: pd.Index, n_budgets: int, seed: int) -> list:
+def strategy_suite(
+    letters: pd.DataFrame,
+    gold: pd.Series,
+    prices: pd.Series,
+    proba: pd.DataFrame,
+    train: pd.Index,
+    n_budgets: int,
+    seed: int,
+) -> list:
     """The strategies measured on a pool (``letters``: its served experts): majority votes of the 3, 5
     and 7 cheapest experts, listed best first by training accuracy; agreement cascades of the two and
     the three cheapest, escalating to each of the two most accurate experts on the training rows; and
@@ -412,10 +494,14 @@ def strategy_suite(letters: pd.DataFrame, gold: pd.Series, prices: pd.Series, pr
     accuracy = train_letters.eq(_gold(gold, train_letters.index), axis=0).mean()
     best_first = accuracy.sort_values(ascending=False, kind="stable").index.tolist()
     by_price = prices.sort_values(kind="stable").index.tolist()
-    strategies = [MajorityVote([e for e in best_first if e in by_price[:k]], prices)
-                  for k in (3, 5, 7) if k <= len(by_price)]
+    strategies = [
+        MajorityVote([e for e in best_first if e in by_price[:k]], prices) for k in (3, 5, 7) if k <= len(by_price)
+    ]
     strong = [e for e in best_first if e not in by_price[:3]][:2]
-    strategies += [AgreementCascade(cheap, target, quorum, prices) for target in strong
-                   for cheap, quorum in ((by_price[:2], 2), (by_price[:3], 2), (by_price[:3], 3))]
+    strategies += [
+        AgreementCascade(cheap, target, quorum, prices)
+        for target in strong
+        for cheap, quorum in ((by_price[:2], 2), (by_price[:3], 2), (by_price[:3], 3))
+    ]
     cascade = LearnedCascade(proba[letters.columns], prices, seed=seed).fit(train_letters, gold)
     return strategies + [cascade.at_budget(b) for b in budget_grid(prices, n_budgets)]

@@ -29,15 +29,18 @@ def table1_for_reading(table1: pd.DataFrame) -> pd.DataFrame:
     """Rows of results/table1.csv (evaluate.table1) for reading: system, pool, budget, what it cost,
     accuracy % [95% CI], questions; for budgeted routers the best single expert the budget affords and
     the paired difference to it in points [95% CI]. A column empty for every row shown is left out."""
-    readable = pd.DataFrame({
-        "system": table1["system"],
-        "pool": table1["pool"],
-        "budget": [MISSING if pd.isna(b) else f"{b:g}" for b in table1["budget"]],
-        "cost (USD / 1M tokens)": [MISSING if pd.isna(c) else f"{c:.2f}" for c in table1["cost_per_1m_usd"]],
-        "accuracy % [95% CI]": percent_with_ci(table1["accuracy"], table1["ci_low"], table1["ci_high"]),
-        "questions": table1["n_questions"].astype("Int64"),
-        "best single expert the budget affords": table1["best_single_at_cost"],
-        "difference, points [95% CI]": percent_with_ci(table1["diff_vs_best_single"], table1["diff_ci_low"],
-                                                       table1["diff_ci_high"], signed=True),
-    }).replace(MISSING, np.nan)
+    readable = pd.DataFrame(
+        {
+            "system": table1["system"],
+            "pool": table1["pool"],
+            "budget": [MISSING if pd.isna(b) else f"{b:g}" for b in table1["budget"]],
+            "cost (USD / 1M tokens)": [MISSING if pd.isna(c) else f"{c:.2f}" for c in table1["cost_per_1m_usd"]],
+            "accuracy % [95% CI]": percent_with_ci(table1["accuracy"], table1["ci_low"], table1["ci_high"]),
+            "questions": table1["n_questions"].astype("Int64"),
+            "best single expert the budget affords": table1["best_single_at_cost"],
+            "difference, points [95% CI]": percent_with_ci(
+                table1["diff_vs_best_single"], table1["diff_ci_low"], table1["diff_ci_high"], signed=True
+            ),
+        }
+    ).replace(MISSING, np.nan)
     return readable.dropna(axis=1, how="all").astype(object).fillna(MISSING).reset_index(drop=True)

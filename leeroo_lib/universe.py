@@ -91,8 +91,9 @@ def _cost_vector(experts, costs: pd.Series, budget: float) -> np.ndarray:
     return cost
 
 
-def greedy_universe(scores: pd.DataFrame, k: int, costs: pd.Series | None = None,
-                    budget: float | None = None) -> list[tuple[str, float]]:
+def greedy_universe(
+    scores: pd.DataFrame, k: int, costs: pd.Series | None = None, budget: float | None = None
+) -> list[tuple[str, float]]:
     """Algorithm 1: the experts in the order added, with S(U) after each addition.
 
     Columns are experts, rows questions, values in [0, 1]. Stops at k experts or when no expert
@@ -156,8 +157,15 @@ def greedy_vs_exact(scores: pd.DataFrame, max_k: int) -> pd.DataFrame:
     for k in range(1, min(max_k, scores.shape[1]) + 1):
         exact_experts, exact_s = exact_universe(scores, k)
         greedy_s = steps[min(k, len(steps)) - 1][1]
-        rows.append({"k": k, "greedy_S": greedy_s, "exact_S": exact_s, "greedy_over_exact": greedy_s / exact_s,
-                     "exact_experts": ", ".join(exact_experts)})
+        rows.append(
+            {
+                "k": k,
+                "greedy_S": greedy_s,
+                "exact_S": exact_s,
+                "greedy_over_exact": greedy_s / exact_s,
+                "exact_experts": ", ".join(exact_experts),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -178,8 +186,15 @@ def cost_aware_table(scores: pd.DataFrame, k: int, costs: pd.Series, budgets) ->
     cheapest = costs.reindex(scores.columns).min()
     for budget in [b for b in budgets if b >= cheapest]:
         experts = [e for e, _ in greedy_universe(scores, k, costs=costs, budget=budget)]
-        rows.append({"budget": budget, "n_experts": len(experts), "cost_per_1m_usd": costs[experts].sum(),
-                     "S": universe_score(scores, experts) if experts else 0.0, "experts": ", ".join(experts)})
+        rows.append(
+            {
+                "budget": budget,
+                "n_experts": len(experts),
+                "cost_per_1m_usd": costs[experts].sum(),
+                "S": universe_score(scores, experts) if experts else 0.0,
+                "experts": ", ".join(experts),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -194,10 +209,16 @@ def oracle_table(pools: dict[str, pd.DataFrame]) -> pd.DataFrame:
     rows = []
     for pool, scores in pools.items():
         complete = complete_questions(scores)
-        rows.append({"pool": pool, "n_experts": scores.shape[1], "n_questions": len(complete),
-                     "oracle_S": universe_score(complete, complete.columns),
-                     "best_single_S": complete.mean().max(),
-                     "chance_oracle": float(chance_oracle(scores.shape[1]))})
+        rows.append(
+            {
+                "pool": pool,
+                "n_experts": scores.shape[1],
+                "n_questions": len(complete),
+                "oracle_S": universe_score(complete, complete.columns),
+                "best_single_S": complete.mean().max(),
+                "chance_oracle": float(chance_oracle(scores.shape[1])),
+            }
+        )
     paper = paper_rows()
     oracle = paper[paper["system"].str.startswith("Oracle")]
     rows.append({"pool": f"paper: {oracle['system'].item()}", "oracle_S": oracle["accuracy"].item()})

@@ -35,7 +35,9 @@ def check_budget(budget, name: str = "budget") -> None:
 def check_budgets(budgets) -> list:
     """Several budgets: a list of numbers (``route`` takes one)."""
     if isinstance(budgets, (str, bytes, numbers.Number)) or not isinstance(budgets, Iterable):
-        raise TypeError(f"budgets must be a list of numbers, got {budgets!r}; for one budget call route(questions, budget)")
+        raise TypeError(
+            f"budgets must be a list of numbers, got {budgets!r}; for one budget call route(questions, budget)"
+        )
     budgets = list(budgets)
     if not budgets:
         raise ValueError("budgets is empty: give at least one budget (mean USD per 1M tokens per question)")
@@ -47,8 +49,10 @@ def check_budgets(budgets) -> list:
 def check_expert_names(experts, known: list[str], name: str = "experts") -> list[str]:
     """A non-empty list of distinct expert names, each one of ``known``."""
     if isinstance(experts, (str, bytes)) or not isinstance(experts, Iterable):
-        raise TypeError(f"{name} must be a list of expert names, got {experts!r} ({type(experts).__name__}); "
-                        f"for one expert write {name}=[{experts!r}]")
+        raise TypeError(
+            f"{name} must be a list of expert names, got {experts!r} ({type(experts).__name__}); "
+            f"for one expert write {name}=[{experts!r}]"
+        )
     experts = list(experts)
     if not experts:
         raise ValueError(f"{name} is empty: name at least one of {known}")
@@ -74,8 +78,11 @@ def _is_text(value) -> bool:
 
 
 def _is_choices(value) -> bool:
-    return (isinstance(value, (list, tuple, np.ndarray)) and len(value) <= MAX_CHOICES
-            and all(isinstance(choice, str) for choice in value))
+    return (
+        isinstance(value, (list, tuple, np.ndarray))
+        and len(value) <= MAX_CHOICES
+        and all(isinstance(choice, str) for choice in value)
+    )
 
 
 def _is_index(value) -> bool:
@@ -95,7 +102,9 @@ COLUMN_CHECKS = {
 def check_question_frame(questions) -> None:
     """``questions`` is a DataFrame, one row per question."""
     if not isinstance(questions, pd.DataFrame):
-        raise TypeError(f"questions must be a pandas DataFrame, got {type(questions).__name__}; {QUESTION_COLUMNS_HINT}")
+        raise TypeError(
+            f"questions must be a pandas DataFrame, got {type(questions).__name__}; {QUESTION_COLUMNS_HINT}"
+        )
 
 
 def check_questions(questions, columns: tuple[str, ...], reader: str) -> None:
@@ -103,23 +112,29 @@ def check_questions(questions, columns: tuple[str, ...], reader: str) -> None:
     check_question_frame(questions)
     missing = [c for c in columns if c not in questions.columns]
     if missing:
-        raise ValueError(f"questions lack the column(s) {missing} that {reader} reads (it needs {list(columns)}); "
-                         f"{QUESTION_COLUMNS_HINT}")
+        raise ValueError(
+            f"questions lack the column(s) {missing} that {reader} reads (it needs {list(columns)}); "
+            f"{QUESTION_COLUMNS_HINT}"
+        )
     for column in columns:
         if column not in COLUMN_CHECKS:
             continue  # a column of the policy's own: its presence is all that is known
         is_good, what = COLUMN_CHECKS[column]
         bad = _bad_positions(questions[column], is_good)
         if bad:
-            raise ValueError(f"questions['{column}'] must hold {what} in every row; {len(bad)} row(s) do not "
-                             f"(first: row {questions.index[bad[0]]} holds {questions[column].iloc[bad[0]]!r})")
+            raise ValueError(
+                f"questions['{column}'] must hold {what} in every row; {len(bad)} row(s) do not "
+                f"(first: row {questions.index[bad[0]]} holds {questions[column].iloc[bad[0]]!r})"
+            )
 
 
 def check_scores(scores) -> None:
     """A score matrix: a frame with one column per expert, each named once."""
     if not isinstance(scores, pd.DataFrame):
-        raise TypeError(f"scores must be a pandas DataFrame indexed by (subject, idx) with one column per expert "
-                        f"(1 / 0 / NaN), got {type(scores).__name__}")
+        raise TypeError(
+            f"scores must be a pandas DataFrame indexed by (subject, idx) with one column per expert "
+            f"(1 / 0 / NaN), got {type(scores).__name__}"
+        )
     if scores.shape[1] == 0:
         raise ValueError("scores has no expert column: give one column per expert (1 / 0 / NaN)")
     repeated = sorted(set(scores.columns[scores.columns.duplicated()]), key=str)

@@ -19,7 +19,13 @@ def recorded():
 @pytest.fixture
 def data_copy(tmp_path):
     """A private copy of data/ that a test may damage."""
-    for name in ("mmlu_recorded_correctness.csv.gz", "experts.csv", "paper_results.csv", "SHA256SUMS",
-                 "mmlu_helm_predictions.csv.gz", "experts_helm.csv"):
+    for name in (
+        "mmlu_recorded_correctness.csv.gz",
+        "experts.csv",
+        "paper_results.csv",
+        "SHA256SUMS",
+        "mmlu_helm_predictions.csv.gz",
+        "experts_helm.csv",
+    ):
         shutil.copy(DATA_DIR / name, tmp_path / name)
     return tmp_path

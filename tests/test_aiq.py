@@ -8,8 +8,13 @@ POOLS = {"p": list(PRICES.index)}
 
 
 def curves(points: dict[str, list[tuple[float, float]]]) -> pd.DataFrame:
-    return pd.DataFrame([{"router": router, "pool": "p", "budget": cost, "cost": cost, "accuracy": accuracy}
-                         for router, rows in points.items() for cost, accuracy in rows])
+    return pd.DataFrame(
+        [
+            {"router": router, "pool": "p", "budget": cost, "cost": cost, "accuracy": accuracy}
+            for router, rows in points.items()
+            for cost, accuracy in rows
+        ]
+    )
 
 
 # Worked by hand. Router a: hull (0.2, 0.5) -> (0.6, 0.7) ((0.4, 0.55) lies under it), flat at 0.7 after:

