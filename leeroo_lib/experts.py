@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .data import verify_data_file
-from .scoring import protocol
+from .scoring import protocol, scoring_method
 
 # Recorded suites: name -> catalog file under data/.
 SUITES = {"recorded": "experts.csv", "helm": "experts_helm.csv"}
@@ -113,7 +113,6 @@ def live_experts(cfg) -> list[Expert]:
     expert they enter a pool when the pool names them as candidates and the universe serves them.
     """
     settings = cfg["scoring"]
-    scored_as = f"live: {protocol(settings['num_fewshot'], settings['task'])}"
     return [
         Expert(
             name=e["name"],
@@ -121,7 +120,7 @@ def live_experts(cfg) -> list[Expert]:
             size_class=e["size_class"],
             cost_per_1m_usd=float(e["cost_per_1m_usd"]),
             access=e.get("access", "open"),
-            protocol=scored_as,
+            protocol=f"live: {protocol(settings['num_fewshot'], settings['task'], scoring_method(e))}",
             source=e["source"],
             suite=LIVE_SUITE,
         )

@@ -447,7 +447,7 @@ def answer_live(generated: pd.DataFrame, experts: list[dict], folder: Path) -> p
     """eval(e_j(q)) of live experts on valid generated questions, scored zero-shot by
     lm-evaluation-harness (``scoring``): one row per question, one 0/1 column per expert. The result
     is kept in ``folder`` and reused while the questions are the same."""
-    from .scoring import evaluate_questions, load_expert_model, task_manager, write_local_tasks
+    from .scoring import evaluate_questions, load_expert_model, scoring_method, task_manager, write_local_tasks
 
     folder = Path(folder)
     valid = generated[generated["valid"]].copy()
@@ -461,7 +461,9 @@ def answer_live(generated: pd.DataFrame, experts: list[dict], folder: Path) -> p
     manager = task_manager(task_dir)
     result = valid[["subject", "idx", "qkey", "answer"]].reset_index(drop=True)
     for entry in experts:
-        scored, _ = evaluate_questions(load_expert_model(entry), valid, 0, task_dir, manager)
+        scored, _ = evaluate_questions(
+            load_expert_model(entry), valid, 0, task_dir, manager, method=scoring_method(entry)
+        )
         result[entry["name"]] = result[["subject", "idx"]].merge(scored, on=["subject", "idx"])["correct"]
     result.to_parquet(stored, index=False)
     return result

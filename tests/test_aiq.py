@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from leeroo_lib.aiq import aiq_table, routerbench_code_range
+from leeroo_lib.aiq import aiq_table, router_curves, routerbench_code_range
 
 PRICES = pd.Series({"cheap": 0.2, "mid": 0.6, "dear": 1.0})
 POOLS = {"p": list(PRICES.index)}
@@ -40,3 +40,16 @@ def test_routerbench_code_range_depends_on_the_routers_compared():
     assert routerbench_code_range(curves({"b": B})) == 0.5
     assert aiq_table(curves({"b": B}), PRICES, POOLS)["aiq_routerbench_code"].item() == pytest.approx(0.3)
     assert routerbench_code_range(curves({"a": A, "b": B})) == 1.0
+
+
+def test_a_pool_without_a_commonly_measured_question_is_skipped_with_a_warning():
+    nan = float("nan")
+    outcomes = pd.DataFrame({"cheap": [1, 0, 1, 0], "mid": [1, 1, nan, nan], "dear": [nan, nan, 1, 1]}, dtype=float)
+    proba = outcomes.fillna(0.5)
+    pools = {"judged": ["cheap", "mid"], "disjoint": ["mid", "dear"]}
+    with pytest.warns(UserWarning, match="pool 'disjoint': none of the 4 questions"):
+        curves_ = router_curves({"r": proba}, outcomes, PRICES, pools, n_budgets=3)
+    assert set(curves_["pool"]) == {"judged"}
+    assert set(aiq_table(curves_, PRICES, pools)["pool"]) == {"judged"}
+    with pytest.raises(ValueError, match="no pool of \\['disjoint'\\]"), pytest.warns(UserWarning):
+        router_curves({"r": proba}, outcomes, PRICES, {"disjoint": ["mid", "dear"]}, n_budgets=3)

@@ -1,7 +1,7 @@
 import pytest
 
 from leeroo_lib.config import available_profiles, load_profile
-from leeroo_lib.experts import accuracy_table, expert_costs, get_experts, load_catalog, load_experts
+from leeroo_lib.experts import accuracy_table, expert_costs, get_experts, live_experts, load_catalog, load_experts
 from leeroo_lib.splits import make_splits, split_index
 
 
@@ -78,6 +78,26 @@ def test_catalog_joins_the_suites_and_the_live_experts():
     names = [e.name for e in catalog]
     assert "openai/gpt-4-1106-preview" in names and "openai/gpt-4-1106-preview (HELM)" in names
     assert len(names) == len(set(names))
+
+
+def test_each_live_expert_carries_the_protocol_it_is_scored_by():
+    cfg = load_profile("smoke")
+    chat = {
+        **cfg["scoring"]["live_experts"][0],
+        "name": "my-chat-expert",
+        "backend": "local-chat-completions",
+        "model_args": {"base_url": "http://127.0.0.1:9/v1/chat/completions", "model": "x"},
+    }
+    both = type(cfg)(
+        name="smoke",
+        settings={
+            **cfg.settings,
+            "scoring": {**cfg["scoring"], "live_experts": [cfg["scoring"]["live_experts"][0], chat]},
+        },
+    )
+    protocols = {e.name: e.protocol for e in live_experts(both)}
+    assert "loglikelihood" in protocols[cfg["scoring"]["live_experts"][0]["name"]]
+    assert "generative, letter parsed" in protocols["my-chat-expert"]
 
 
 def test_a_live_expert_named_like_a_recorded_one_is_refused():
