@@ -263,3 +263,18 @@ def plot_router_curves(
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="lower right")
     return _save(fig, path)
+
+
+def plot_policy_signal(summary: pd.DataFrame, path: Path | None = None):
+    """Mean AUC over a pool's experts, overall and within subject, one bar pair per policy and one panel
+    per pool (``summary``: columns pool, policy, auc, auc_within_subject); 0.5 is no signal."""
+    pools = list(dict.fromkeys(summary["pool"]))
+    fig, axes = plt.subplots(1, len(pools), figsize=(4.5 * len(pools), 4), squeeze=False, sharex=True)
+    for ax, pool in zip(axes[0], pools):
+        rows = summary[summary["pool"] == pool].set_index("policy")[["auc", "auc_within_subject"]]
+        rows.rename(columns={"auc_within_subject": "within subject"}).plot.barh(ax=ax, legend=ax is axes[0][0])
+        ax.axvline(0.5, color="grey", linestyle=":")
+        ax.set(title=f"{pool}: mean over served experts", xlabel="AUC of P(success)", ylabel="", xlim=(0.45, None))
+        ax.invert_yaxis()
+    fig.tight_layout()
+    return _save(fig, path)
