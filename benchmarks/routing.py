@@ -1,5 +1,5 @@
 """Routing speed on CPU: wall time and peak memory to route 1,000 MMLU questions with the saved
-orchestrator (reading the questions with the encoder policy included), in both allocation modes.
+orchestrator (reading the questions with its policy included), in both allocation modes.
 
     python benchmarks/routing.py [--profile cpu] [--questions 1000] [--budget 0.6] [--pool open]
 

@@ -122,8 +122,21 @@ class CausalLM(_NeuralPolicySettings):
     train_questions: Count | None = None  # None: every training question
 
 
+class Stacked(_Block):
+    """Keyword arguments of policies.StackedPolicy."""
+
+    smoothing: float = None
+    n_neighbors: Count = None
+    C: float = None
+    stack_C: float = None
+    inner_folds: Count = None
+    train_questions: Count | None = None  # None: every training question
+
+
 class PolicySettings(_Block):
     mode: Literal["sequential", "global"]
+    # the policy the saved orchestrator holds (notebook 04 fits both; chosen by cross-validation on train)
+    orchestrator: Literal["leeroo-encoder", "leeroo-stacked"]
     train_questions: Count | None
     test_questions: Count | None
     n_budgets: Count
@@ -131,6 +144,7 @@ class PolicySettings(_Block):
     knn_neighbors: Count
     mf_dim: Count
     encoder: Encoder
+    stacked: Stacked
     causal_lm: CausalLM | None
 
 

@@ -16,6 +16,7 @@ from leeroo_lib.policies import (
     OraclePolicy,
     PriorPolicy,
     RandomPolicy,
+    StackedPolicy,
     SubjectPolicy,
     most_evaluated,
     policy_class,
@@ -80,11 +81,12 @@ def fitted():
         "subject": SubjectPolicy(smoothing=1.0),
         "knn": KNNPolicy(n_neighbors=15, embedder=StubEmbedder()),
         "mf": MatrixFactorizationPolicy(dim=4, epochs=60, lr=0.1, embedder=StubEmbedder()),
+        "stacked": StackedPolicy(embedder=StubEmbedder(), n_neighbors=15, inner_folds=3),
     }
     return questions, {name: policy.fit(questions, scores) for name, policy in policies.items()}
 
 
-@pytest.mark.parametrize("name", ["prior", "random", "subject", "knn", "mf"])
+@pytest.mark.parametrize("name", ["prior", "random", "subject", "knn", "mf", "stacked"])
 def test_every_policy_keeps_the_contract(fitted, name):
     questions, policies = fitted
     new = questions.iloc[:50].set_index(questions.index[:50] + 1000)
@@ -93,7 +95,7 @@ def test_every_policy_keeps_the_contract(fitted, name):
     assert proba.notna().all().all() and ((proba >= 0) & (proba <= 1)).all().all()
 
 
-@pytest.mark.parametrize("name", ["subject", "knn", "mf"])
+@pytest.mark.parametrize("name", ["subject", "knn", "mf", "stacked"])
 def test_query_aware_policies_learn_who_answers_what(fitted, name):
     questions, policies = fitted
     proba = policies[name].predict_proba(questions)
@@ -153,7 +155,8 @@ def small_policy(kind: str, scores: pd.DataFrame):
         "MatrixFactorizationPolicy": lambda: MatrixFactorizationPolicy(
             dim=4, epochs=30, lr=0.1, embedder=StubEmbedder()
         ),
-        "LogisticProbePolicy": lambda: LogisticProbePolicy(StubEmbedder(), seed=0),
+        "LogisticProbePolicy": lambda: LogisticProbePolicy(StubEmbedder(), subject=True, seed=0),
+        "StackedPolicy": lambda: StackedPolicy(embedder=StubEmbedder(), n_neighbors=5, inner_folds=3),
         "EncoderPolicy": lambda: EncoderPolicy(max_length=24, epochs=2, batch_size=8, head_lr=0.05, val_fraction=0.25),
         "CausalLMPolicy": lambda: CausalLMPolicy(max_length=16, epochs=1, batch_size=4, val_fraction=0.25, seed=0),
     }[kind]()
@@ -196,3 +199,14 @@ def test_light_modules_do_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_stacked_policy_reads_the_subject_and_caps_its_questions():
+    questions, scores = synthetic(300)
+    policy = StackedPolicy(embedder=StubEmbedder(), n_neighbors=10, inner_folds=3, train_questions=100)
+    policy.fit(questions, scores)
+    with pytest.raises(ValueError, match="subject"):
+        policy.predict_proba(questions.drop(columns="subject"))
+    assert len(policy.bases_[1].targets_) == 100  # the kNN base holds the 100 rows it read
+    # an expert's stacker reads its partners: the experts measured on at least half of its questions
+    assert all(len(p) == len(EXPERTS) for p in policy.partners_.values())

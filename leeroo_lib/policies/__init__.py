@@ -6,7 +6,8 @@ Every policy is a small estimator with ``fit(questions, scores)`` and ``predict_
 loss). ``predict_proba`` gives a frame indexed like ``questions``, one column per expert, in [0, 1].
 
 By kind, one module each: ``baselines`` (no text read: prior, random, subject, oracle),
-``embedding`` (frozen sentence embeddings: kNN, matrix factorisation, logistic probe) and
+``embedding`` (frozen sentence embeddings: kNN, matrix factorisation, logistic probe, and these
+stacked with the subject's accuracy) and
 ``neural`` (the paper's: a small LM reads the query, ``EncoderPolicy`` on all-MiniLM-L6-v2,
 ``CausalLMPolicy`` on SmolLM2 with LoRA or QLoRA). ``POLICIES`` names every kind; a kind's module
 is imported when the kind is first used, so importing this package does not import torch.
@@ -16,7 +17,15 @@ from __future__ import annotations
 
 import importlib
 
-from .base import FIT_COLUMNS, Policy, most_evaluated, prior_accuracy, question_texts, score_targets, training_questions
+from .base import (
+    FIT_COLUMNS,
+    Policy,
+    most_evaluated,
+    prior_accuracy,
+    question_texts,
+    score_targets,
+    training_questions,
+)
 
 # every policy kind, by class name (what a saved orchestrator records), and the module that defines it
 POLICIES = {
@@ -27,6 +36,7 @@ POLICIES = {
     "KNNPolicy": "embedding",
     "MatrixFactorizationPolicy": "embedding",
     "LogisticProbePolicy": "embedding",
+    "StackedPolicy": "embedding",
     "EncoderPolicy": "neural",
     "CausalLMPolicy": "neural",
 }

@@ -50,6 +50,15 @@ def most_evaluated(training_set: pd.DataFrame, n: int | None, seed: int) -> pd.M
     return training_set.index[np.sort(order[:n])]
 
 
+def most_evaluated_questions(questions: pd.DataFrame, scores: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """The rows of ``questions`` that ``most_evaluated`` keeps of their scores: what a policy with a cap
+    on the questions it reads fits on."""
+    if n is None:
+        return questions
+    keys = pd.MultiIndex.from_frame(questions[["subject", "idx"]])
+    return questions[keys.isin(most_evaluated(score_targets(questions, scores).set_index(keys), n, seed))]
+
+
 def training_questions(
     questions: pd.DataFrame, training_set: pd.DataFrame, splits: pd.DataFrame, n: int | None, seed: int
 ) -> pd.DataFrame:

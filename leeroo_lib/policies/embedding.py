@@ -1,6 +1,6 @@
 """Policies on frozen sentence embeddings: the outcomes of the nearest training questions, a
-RouteLLM-style matrix factorisation, and one logistic probe per expert (cheap enough for self-play to
-refit every round)."""
+RouteLLM-style matrix factorisation, one logistic probe per expert (cheap enough for self-play to
+refit every round), and those readings stacked with the subject's accuracy."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold
 from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from ..embeddings import SentenceEmbedder
-from .base import Policy, prior_accuracy, score_targets
+from .base import Policy, most_evaluated_questions, prior_accuracy, score_targets
+from .baselines import SubjectPolicy
 from .training import masked_bce, train_with_early_stopping, validation_split
 
 
@@ -121,17 +124,35 @@ class MatrixFactorizationPolicy(Policy):
 class LogisticProbePolicy(Policy):
     """One logistic regression per expert on frozen sentence embeddings: cheap enough to refit
     every round on 2 CPU cores. An expert with too few outcomes (one class only, or none) gets its
-    observed accuracy (0.5 when never measured)."""
+    observed accuracy (0.5 when never measured).
 
-    def __init__(self, embedder, C: float = 1.0, seed: int = 0):
+    ``subject=False`` (self-play's probe) reads the unit-length embedding as it is; ``subject=True`` (a base
+    of ``StackedPolicy``) standardises it on the fitted rows and adds the subject's one-hot, so that a small
+    ``C`` shrinks every direction alike and the probe starts from each subject's accuracy."""
+
+    def __init__(self, embedder, C: float = 1.0, subject: bool = False, seed: int = 0):
         self.embedder = embedder
         self.C = C
+        self.subject = subject
         self.seed = seed
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return (*super().reads, "subject") if self.subject else super().reads
+
+    def _features(self, questions: pd.DataFrame) -> np.ndarray:
+        x = self.embedder.embed(questions)
+        if not self.subject:
+            return x
+        return np.hstack([self.scaler_.transform(x), self.subjects_.transform(questions[["subject"]])])
 
     def fit(self, questions: pd.DataFrame, scores: pd.DataFrame, sample_weight=None) -> LogisticProbePolicy:
         targets = score_targets(questions, scores).to_numpy()
         weight = np.ones(len(questions)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-        x = self.embedder.embed(questions)
+        if self.subject:
+            self.scaler_ = StandardScaler().fit(self.embedder.embed(questions))
+            self.subjects_ = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(questions[["subject"]])
+        x = self._features(questions)
         self.experts_ = list(scores.columns)
         self.prior_ = prior_accuracy(targets)
         self.models_ = {}
@@ -145,9 +166,94 @@ class LogisticProbePolicy(Policy):
         return self
 
     def predict_proba(self, questions: pd.DataFrame) -> pd.DataFrame:
-        x = self.embedder.embed(questions)
+        x = self._features(questions)
         proba = np.tile(self.prior_, (len(questions), 1))
         for j, expert in enumerate(self.experts_):
             if expert in self.models_:
                 proba[:, j] = self.models_[expert].predict_proba(x)[:, 1]
+        return self._frame(proba, questions)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-3, 1 - 1e-3)
+    return np.log(p / (1 - p))
+
+
+class StackedPolicy(Policy):
+    """Three cheap readings of a question stacked: the subject's accuracy (``SubjectPolicy``), the
+    outcomes of its ``n_neighbors`` nearest training questions (``KNNPolicy``) and a logistic probe on
+    the embedding and subject (``LogisticProbePolicy(subject=True)``). Per expert, a logistic regression
+    (``stack_C``) reads the logits of every base for that expert and for its partners: the experts measured
+    on at least half of its training questions (outcomes of experts are correlated; an expert measured
+    elsewhere, e.g. on another suite's questions, would only add noise). It learns from the bases'
+    out-of-fold predictions (``inner_folds`` over the fitted rows, seeded), so it weighs them as they do on
+    unseen questions; then the bases are refitted on every row. Chosen by 5-fold cross-validation inside the
+    training split (``benchmarks/policy_cv.py``). ``train_questions`` caps the questions fit reads (those
+    with the most measured experts first; None: all)."""
+
+    def __init__(
+        self,
+        embedder: SentenceEmbedder | None = None,
+        smoothing: float = 10.0,
+        n_neighbors: int = 50,
+        C: float = 0.001,
+        stack_C: float = 1.0,
+        inner_folds: int = 5,
+        train_questions: int | None = None,
+        seed: int = 0,
+    ):
+        self.embedder = embedder or SentenceEmbedder()
+        self.smoothing = smoothing
+        self.n_neighbors = n_neighbors
+        self.C = C
+        self.stack_C = stack_C
+        self.inner_folds = inner_folds
+        self.train_questions = train_questions
+        self.seed = seed
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return (*super().reads, "subject")
+
+    def _bases(self) -> list[Policy]:
+        return [
+            SubjectPolicy(smoothing=self.smoothing, seed=self.seed),
+            KNNPolicy(n_neighbors=self.n_neighbors, embedder=self.embedder, seed=self.seed),
+            LogisticProbePolicy(self.embedder, C=self.C, subject=True, seed=self.seed),
+        ]
+
+    def fit(self, questions: pd.DataFrame, scores: pd.DataFrame) -> StackedPolicy:
+        questions = most_evaluated_questions(questions, scores, self.train_questions, self.seed)
+        targets = score_targets(questions, scores).to_numpy()
+        self.experts_ = list(scores.columns)
+        self.prior_ = prior_accuracy(targets)
+        out_of_fold = [np.full(targets.shape, np.nan) for _ in self._bases()]
+        folds = KFold(min(self.inner_folds, len(questions)), shuffle=True, random_state=self.seed)
+        for fit_rows, held_out in folds.split(questions):
+            for b, base in enumerate(self._bases()):
+                base.fit(questions.iloc[fit_rows], scores)
+                out_of_fold[b][held_out] = base.predict_proba(questions.iloc[held_out]).to_numpy()
+        measured = ~np.isnan(targets)
+        shared = measured.T.astype(float) @ measured / np.maximum(measured.sum(axis=0), 1)[:, None]
+        self.partners_ = {expert: np.flatnonzero(shared[j] >= 0.5) for j, expert in enumerate(self.experts_)}
+        self.stackers_ = {}
+        for j, expert in enumerate(self.experts_):
+            rows = measured[:, j]
+            if len(np.unique(targets[rows, j])) == 2:
+                self.stackers_[expert] = LogisticRegression(C=self.stack_C, max_iter=2000).fit(
+                    self._design(out_of_fold, expert)[rows], targets[rows, j]
+                )
+        self.bases_ = [base.fit(questions, scores) for base in self._bases()]
+        return self
+
+    def _design(self, base_predictions: list[np.ndarray], expert: str) -> np.ndarray:
+        """The stacker's input for ``expert``: every base's logits for it and its partners."""
+        return np.hstack([_logit(p[:, self.partners_[expert]]) for p in base_predictions])
+
+    def predict_proba(self, questions: pd.DataFrame) -> pd.DataFrame:
+        predictions = [base.predict_proba(questions).to_numpy() for base in self.bases_]
+        proba = np.tile(self.prior_, (len(questions), 1))
+        for j, expert in enumerate(self.experts_):
+            if expert in self.stackers_:
+                proba[:, j] = self.stackers_[expert].predict_proba(self._design(predictions, expert))[:, 1]
         return self._frame(proba, questions)

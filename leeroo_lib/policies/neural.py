@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..embeddings import length_batches, mean_pool, minilm_path
 from ..live_models import SMOLLM2_GGUF, SMOLLM2_PACKAGE, fp32_folder, nf4_model
-from .base import Policy, most_evaluated, prior_accuracy, question_texts, score_targets
+from .base import Policy, most_evaluated_questions, prior_accuracy, question_texts, score_targets
 from .training import masked_bce, train_with_early_stopping, validation_split
 
 
@@ -331,10 +331,7 @@ class CausalLMPolicy(_NeuralPolicy):
         from peft import LoraConfig, get_peft_model
 
         torch.manual_seed(self.seed)
-        if self.train_questions is not None:
-            keys = pd.MultiIndex.from_frame(questions[["subject", "idx"]])
-            read = most_evaluated(score_targets(questions, scores).set_index(keys), self.train_questions, self.seed)
-            questions = questions[keys.isin(read)]
+        questions = most_evaluated_questions(questions, scores, self.train_questions, self.seed)
         targets = score_targets(questions, scores).to_numpy(np.float32)
         self.experts_ = list(scores.columns)
         lora = LoraConfig(
