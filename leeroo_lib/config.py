@@ -96,7 +96,7 @@ class Pool(_Block):
 
 
 class _NeuralPolicySettings(_Block):
-    """Keyword arguments shared by the learned policies (policy._NeuralPolicy)."""
+    """Keyword arguments shared by the learned policies (policies.neural._NeuralPolicy)."""
 
     max_length: Count = None
     epochs: Count = None

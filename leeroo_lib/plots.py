@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 
@@ -269,12 +270,15 @@ def plot_policy_signal(summary: pd.DataFrame, path: Path | None = None):
     """Mean AUC over a pool's experts, overall and within subject, one bar pair per policy and one panel
     per pool (``summary``: columns pool, policy, auc, auc_within_subject); 0.5 is no signal."""
     pools = list(dict.fromkeys(summary["pool"]))
-    fig, axes = plt.subplots(1, len(pools), figsize=(4.5 * len(pools), 4), squeeze=False, sharex=True)
+    values = summary[["auc", "auc_within_subject"]].to_numpy()
+    low, high = min(0.45, np.nanmin(values) - 0.02), max(0.55, np.nanmax(values) + 0.02)
+    fig, axes = plt.subplots(1, len(pools), figsize=(4.5 * len(pools), 4), squeeze=False)
     for ax, pool in zip(axes[0], pools):
         rows = summary[summary["pool"] == pool].set_index("policy")[["auc", "auc_within_subject"]]
         rows.rename(columns={"auc_within_subject": "within subject"}).plot.barh(ax=ax, legend=ax is axes[0][0])
         ax.axvline(0.5, color="grey", linestyle=":")
-        ax.set(title=f"{pool}: mean over served experts", xlabel="AUC of P(success)", ylabel="", xlim=(0.45, None))
+        ax.set(title=f"{pool}: mean over served experts", xlabel="AUC of P(success)", ylabel="", xlim=(low, high))
         ax.invert_yaxis()
+    axes[0][0].legend(loc="lower left")
     fig.tight_layout()
     return _save(fig, path)
