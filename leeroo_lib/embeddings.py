@@ -61,7 +61,7 @@ class SentenceEmbedder:
         from transformers import AutoModel, AutoTokenizer
 
         todo = questions.drop_duplicates("qkey")
-        todo = todo[~todo["qkey"].isin(self._memory.keys())]
+        todo = todo[[key not in self._memory for key in todo["qkey"]]]  # a dict lookup: isin would copy every key
         if len(todo):
             if self._model is None:
                 self._tokenizer = AutoTokenizer.from_pretrained(minilm_path())
@@ -104,7 +104,7 @@ class CachedSentenceEmbedder(SentenceEmbedder):
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._load_cache()
         todo = questions.drop_duplicates("qkey")
-        todo = todo[~todo["qkey"].isin(self._memory.keys())]
+        todo = todo[[key not in self._memory for key in todo["qkey"]]]  # a dict lookup: isin would copy every key
         starts = range(0, len(todo), self.chunk_size)
         for start in tqdm(starts, desc="embedding questions", unit="chunk", disable=len(starts) < 2):
             part = todo.iloc[start : start + self.chunk_size]
