@@ -1,6 +1,7 @@
 """Which cheap policy to route with, chosen inside the training split only: 5-fold cross-validation
-over every training question (folds grouped by question text), each policy fitted on four folds and
-judged on the fifth, in the goal's pool (``evaluation.goal``): the per-question signal (mean over the
+over every training question (folds grouped by question text), each policy fitted on four folds over
+every served expert (as notebook 04 fits the orchestrator's) and judged on the fifth, in the goal's pool
+(``evaluation.goal``): the per-question signal (mean over the
 pool's experts of the AUC overall and within subject) and the accuracy at the goal's budget against the
 reference expert on the held-out rows every expert of the pool was measured on (both allocation modes,
 paired bootstrap interval). The test split is never read. Printed, not saved.
@@ -49,10 +50,12 @@ def main() -> None:
 
     cfg = load_profile(args.profile)
     settings, goal = cfg["policy"], cfg["evaluation"]["goal"]
-    members = served_experts(pd.read_csv(cfg.require("universe")))[goal["pool"]]
+    pools = served_experts(pd.read_csv(cfg.require("universe")))
+    members = pools[goal["pool"]]
+    union = list(dict.fromkeys(e for served in pools.values() for e in served))  # what notebook 04 fits on
     costs = expert_costs(get_experts(members, load_catalog(cfg)))
     splits = pd.read_csv(cfg.require("splits"))
-    training_set = pd.read_parquet(cfg.require("training_set"))[members]
+    training_set = pd.read_parquet(cfg.require("training_set"))[union]
     questions = training_questions(load_mmlu(), training_set, splits, None, cfg.seed).reset_index(drop=True)
     embedder = CachedSentenceEmbedder(cfg.artifact("embeddings"), max_length=settings["embedding_max_length"])
     embedder.embed(questions)
@@ -67,7 +70,7 @@ def main() -> None:
         "leeroo-stacked": lambda: StackedPolicy(embedder=embedder, **settings["stacked"], seed=cfg.seed),
     }
     folds = list(GroupKFold(args.folds, shuffle=True, random_state=cfg.seed).split(questions, groups=questions["qkey"]))
-    outcomes = score_targets(questions, training_set)
+    outcomes = score_targets(questions, training_set[members])
     judged = outcomes.notna().all(axis=1).to_numpy()
     reference = outcomes[goal["reference"]].to_numpy()
     print(
@@ -83,7 +86,7 @@ def main() -> None:
         for fit_rows, held_out in folds:
             policy = make().fit(questions.iloc[fit_rows], training_set)
             part = questions.iloc[held_out]
-            proba.iloc[held_out] = policy.predict_proba(part).to_numpy()
+            proba.iloc[held_out] = policy.predict_proba(part)[members].to_numpy()
             signal.append(policy_signal({name: proba.iloc[held_out]}, outcomes.iloc[held_out], part["subject"]))
         signal = pd.concat(signal).groupby("expert")[["auc", "auc_within_subject"]].mean().mean()
         row = {"policy": name, **signal.round(4).to_dict(), "seconds": round(time.perf_counter() - start, 1)}
