@@ -275,10 +275,10 @@ def plot_policy_signal(summary: pd.DataFrame, path: Path | None = None):
     fig, axes = plt.subplots(1, len(pools), figsize=(4.5 * len(pools), 4), squeeze=False)
     for ax, pool in zip(axes[0], pools):
         rows = summary[summary["pool"] == pool].set_index("policy")[["auc", "auc_within_subject"]]
-        rows.rename(columns={"auc_within_subject": "within subject"}).plot.barh(ax=ax, legend=ax is axes[0][0])
+        rows.rename(columns={"auc_within_subject": "within subject"}).plot.barh(ax=ax, legend=False)
         ax.axvline(0.5, color="grey", linestyle=":")
         ax.set(title=f"{pool}: mean over served experts", xlabel="AUC of P(success)", ylabel="", xlim=(low, high))
         ax.invert_yaxis()
-    axes[0][0].legend(loc="lower left")
+    axes[0][0].legend(loc="upper right")
     fig.tight_layout()
     return _save(fig, path)

@@ -140,19 +140,19 @@ class LogisticProbePolicy(Policy):
     def reads(self) -> tuple[str, ...]:
         return (*super().reads, "subject") if self.subject else super().reads
 
-    def _features(self, questions: pd.DataFrame) -> np.ndarray:
-        x = self.embedder.embed(questions)
+    def _features(self, questions: pd.DataFrame, embedded: np.ndarray) -> np.ndarray:
         if not self.subject:
-            return x
-        return np.hstack([self.scaler_.transform(x), self.subjects_.transform(questions[["subject"]])])
+            return embedded
+        return np.hstack([self.scaler_.transform(embedded), self.subjects_.transform(questions[["subject"]])])
 
     def fit(self, questions: pd.DataFrame, scores: pd.DataFrame, sample_weight=None) -> LogisticProbePolicy:
         targets = score_targets(questions, scores).to_numpy()
         weight = np.ones(len(questions)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        embedded = self.embedder.embed(questions)
         if self.subject:
-            self.scaler_ = StandardScaler().fit(self.embedder.embed(questions))
+            self.scaler_ = StandardScaler().fit(embedded)
             self.subjects_ = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(questions[["subject"]])
-        x = self._features(questions)
+        x = self._features(questions, embedded)
         self.experts_ = list(scores.columns)
         self.prior_ = prior_accuracy(targets)
         self.models_ = {}
@@ -166,7 +166,7 @@ class LogisticProbePolicy(Policy):
         return self
 
     def predict_proba(self, questions: pd.DataFrame) -> pd.DataFrame:
-        x = self._features(questions)
+        x = self._features(questions, self.embedder.embed(questions))
         proba = np.tile(self.prior_, (len(questions), 1))
         for j, expert in enumerate(self.experts_):
             if expert in self.models_:
