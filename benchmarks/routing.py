@@ -15,8 +15,9 @@ import time
 import torch
 
 from leeroo_lib.config import load_profile
-from leeroo_lib.data import load_mmlu
-from leeroo_lib.orchestrator import Orchestrator, allocate
+from leeroo_lib.data.benchmarks import load_mmlu
+from leeroo_lib.routing.budget import allocate
+from leeroo_lib.routing.orchestrator import Orchestrator
 
 
 def peak_rss_mib() -> float:

@@ -1,5 +1,5 @@
 """Live expert scoring speed: questions per second for each live expert of a profile on CPU, and the
-wall time of leeroo_lib.scoring against one direct lm_eval.simple_evaluate call on the same
+wall time of leeroo_lib.experts.scoring against one direct lm_eval.simple_evaluate call on the same
 questions, model and task (both load the model; the ratio should stay at or below 1.1).
 
     python benchmarks/scoring.py [--profile cpu] [--subjects 4] [--per-subject 3] [--repeats 2]
@@ -15,9 +15,10 @@ from pathlib import Path
 import lm_eval
 
 from leeroo_lib.config import load_profile
-from leeroo_lib.data import load_mmlu, load_recorded_scores
-from leeroo_lib.live_models import fp32_folder
-from leeroo_lib.scoring import (
+from leeroo_lib.data.benchmarks import load_mmlu
+from leeroo_lib.data.suites import load_recorded_scores
+from leeroo_lib.experts.live_models import model_source
+from leeroo_lib.experts.scoring import (
     load_expert_model,
     score_expert,
     select_questions,
@@ -36,40 +37,38 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = load_profile(args.profile)
-    settings = cfg["scoring"]
+    settings = cfg.scoring
     questions = load_mmlu()
     subjects = sorted(questions["subject"].unique())[: args.subjects]
     picked = select_questions(questions, args.per_subject, cfg.seed, subjects, load_recorded_scores().index)
-    shots, batch = settings["num_fewshot"], settings["batch_size"]
+    shots, batch = settings.num_fewshot, settings.batch_size
     print(
         f"profile {cfg.name}: {len(picked)} questions ({args.per_subject} in each of {subjects}), "
-        f"{shots}-shot, batch {batch}, chunks of {settings['chunk_size']}"
+        f"{shots}-shot, batch {batch}, chunks of {settings.chunk_size}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         task_dir = write_local_tasks(questions, Path(tmp) / "tasks", subjects)
-        for entry in settings["live_experts"]:
-            if "gguf" in entry:
-                fp32_folder(**entry["gguf"])  # converted before timing: a one-off cost, cached
+        for entry in settings.live_experts:
+            pretrained = model_source(entry)  # a GGUF is converted before timing: a one-off cost, cached
 
             def project():
                 path = Path(tmp) / "scores.parquet"
                 path.unlink(missing_ok=True)
                 score_expert(
-                    lambda: load_expert_model(entry, batch, cfg["device"]),
+                    lambda: load_expert_model(entry, batch, cfg.device),
                     picked,
                     path,
                     shots,
                     task_dir,
-                    settings["chunk_size"],
+                    settings.chunk_size,
                     cfg.seed,
                 )
 
             def direct():
-                pretrained = str(fp32_folder(**entry["gguf"])) if "gguf" in entry else entry["pretrained"]
                 tasks = {task_name(s, task_dir): s for s in subjects}
                 lm_eval.simple_evaluate(
                     model="hf",
-                    model_args={"pretrained": pretrained, "device": cfg["device"]},
+                    model_args={"pretrained": pretrained, "device": cfg.device},
                     tasks=list(tasks),
                     num_fewshot=shots,
                     batch_size=batch,
@@ -93,7 +92,7 @@ def main() -> None:
                     times[name].append(time.perf_counter() - start)
             project_s, direct_s = min(times["project"]), min(times["direct"])
             print(
-                f"{entry['name']}: {len(picked) / project_s:.2f} questions/s through leeroo_lib.scoring "
+                f"{entry.name}: {len(picked) / project_s:.2f} questions/s through leeroo_lib.experts.scoring "
                 f"({project_s:.1f} s with model loading), lm_eval directly {direct_s:.1f} s, "
                 f"ratio {project_s / direct_s:.2f} (best of {args.repeats} each)"
             )

@@ -18,25 +18,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pandas as pd
 
-from leeroo_lib.config import load_profile
-from leeroo_lib.data import load_mmlu
-from leeroo_lib.evaluate import test_questions
-from leeroo_lib.orchestrator import Orchestrator
-from leeroo_lib.policies import question_texts
-from leeroo_lib.serving import (
-    RoutingService,
-    create_app,
-    local_experts,
-    running,
-    service_config,
-    single_torch_thread,
-)
+from leeroo_lib.config import load_endpoints, load_profile
+from leeroo_lib.data.benchmarks import load_mmlu, question_texts
+from leeroo_lib.evaluation.evaluate import test_questions
+from leeroo_lib.routing.orchestrator import Orchestrator
+from leeroo_lib.serving.app import create_app, running, single_torch_thread
+from leeroo_lib.serving.endpoints import entries_for, local_experts
+from leeroo_lib.serving.keys import NO_KEY
+from leeroo_lib.serving.service import RoutingService
 
 OVERHEAD_TARGET_MS = 50
 
@@ -134,19 +131,28 @@ def main() -> None:
 
     single_torch_thread()  # as `make serve` runs the service
     cfg = load_profile(args.profile)
-    config = service_config(cfg.name)
+    settings = load_endpoints(cfg.name)
+    # All clients here share one key: the rate limit per key is lifted, and the spend goes to a ledger of its
+    # own (not the profile's, whose daily caps `make serve` spends against).
+    service_settings = settings.service.model_copy(update={"key_requests_per_minute": 2 * args.requests})
     orchestrator = Orchestrator.load(cfg.require("orchestrator"))
-    experts = orchestrator.pools[config.pool]
+    experts = orchestrator.pools[service_settings.pool]
     questions = test_questions(load_mmlu(), pd.read_csv(cfg.require("splits")), 2 * args.requests, cfg.seed)
     texts = question_texts(questions)
-    with local_experts(cfg, config.endpoints_for(experts), free_ports=True) as endpoints:
-        service = RoutingService(
-            orchestrator, config.pool, endpoints, config.budget, config.window, config.timeout_s, config.retries
-        )
+    with (
+        local_experts(cfg, entries_for(settings, experts), free_ports=True) as endpoints,
+        tempfile.TemporaryDirectory() as ledger_dir,
+    ):
+        service = RoutingService(orchestrator, endpoints, service_settings, Path(ledger_dir) / "ledger.sqlite3")
+
+        def answered() -> Counter:
+            return Counter(service.report(NO_KEY)["by_expert"])
+
         servers = {ep.base_url: ep.server for ep in endpoints.values()}
         print(
             f"profile {cfg.name}: '{service.model_id}' over {experts} (prices {service.costs.to_dict()}), "
-            f"budget {service.budget:g} over windows of {config.window}, {type(orchestrator.policy).__name__}; "
+            f"budget {service.budget:g} over windows of {service.rolling.window}, "
+            f"{type(orchestrator.policy).__name__}; "
             f"{args.clients} clients, {args.requests} requests per phase, {len(servers)} expert server(s)"
         )
         with running(create_app(service)) as base_url, multiprocessing.get_context("spawn").Pool(1) as clients:
@@ -171,14 +177,14 @@ def main() -> None:
                 print("fault: skipped, no expert has a local server of its own to kill")
                 return
             ample = float(service.costs.max())
-            before = Counter(service.stats.answered)
+            before = answered()
             pending = clients.apply_async(
                 drive, (base_url, service.model_id, texts[args.requests :], args.clients, args.max_seconds, ample)
             )
             deadline = time.monotonic() + args.max_seconds
-            while sum((service.stats.answered - before).values()) < args.requests // 2 and time.monotonic() < deadline:
+            while sum((answered() - before).values()) < args.requests // 2 and time.monotonic() < deadline:
                 time.sleep(0.1)
-            served = service.stats.answered - before
+            served = answered() - before
             victim = max(own, key=lambda e: served[e])
             endpoints[victim].server.stop()
             fault = summary(pending.get())

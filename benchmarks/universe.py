@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from leeroo_lib.universe import greedy_universe
+from leeroo_lib.routing.universe import greedy_universe
 
 N_QUESTIONS, N_EXPERTS, K = 14_042, 1_000, 20
 P_CORRECT = 0.1  # low enough that 20 random-like experts leave questions uncovered: all 20 steps run

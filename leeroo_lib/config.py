@@ -1,29 +1,31 @@
 """Profiles (smoke, cpu, paper) and the project's folders.
 
 A profile is a YAML file in configs/. It says how large a run is and where its outputs go,
-so that the small CI run never writes over the results of a full one. ``ProfileSchema`` below is
-the one description of its keys: ``load_profile`` checks every file against it, so a typo, a
-missing key or a wrong type fails at once, naming the file, the key and the keys it knows.
+so that the small CI run never writes over the results of a full one. ``Profile`` below is the one
+description of its keys, and the object every reader gets: ``load_profile`` validates the file and
+returns it, so a typo, a missing key, a wrong type or a cross-field mistake (a pool that is not
+defined, a universe rule without its budget) fails at once, naming the file, the key and the keys it
+knows. The expert endpoints of the routing service (configs/endpoints/<profile>.yaml,
+``EndpointsFile``) are read by the same loader, with the same error format.
 
-``python -m leeroo_lib.config <profile>`` checks one profile and prints its error, if any (the
-Makefile runs it before the notebooks).
+``leeroo check-profile <profile>`` checks one profile and prints its error, if any (the Makefile
+runs it before the notebooks).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
+ENDPOINTS_DIR = CONFIG_DIR / "endpoints"
 DATA_DIR = ROOT / "data"
 PROFILE_ENV = "LEEROO_PROFILE"
 DEFAULT_PROFILE = "cpu"
@@ -83,16 +85,44 @@ class Candidates(_Block):
 
 
 class PoolUniverse(_Block):
-    rule: str = "greedy"  # pools.pools_of checks the rule and its budget
+    """Algorithm 1's rule for one pool: ``greedy`` up to ``k`` experts (None: until no candidate adds a
+    training question), or ``cost_aware`` under ``budget``, the summed price of the universe."""
+
+    rule: Literal["greedy", "cost_aware"] = "greedy"
     k: Count | None = None
     budget: Price | None = None
-    min_coverage: Share = None
+    min_coverage: Share | None = None  # None: the profile's universe.min_coverage (filled in by Profile)
+
+    @model_validator(mode="after")
+    def _budget_with_its_rule(self):
+        if (self.rule == "cost_aware") != (self.budget is not None):
+            raise ValueError(
+                "the cost_aware rule, and only it, takes a budget (summed price of the universe, USD per 1M tokens)"
+            )
+        return self
 
 
 class Pool(_Block):
+    """One routing pool: which catalog experts are its candidates, its universe rule, its evaluation budgets."""
+
     candidates: Candidates = Candidates()
     universe: PoolUniverse = PoolUniverse()
     budgets: list[Price] = []
+    name: str = ""  # in a profile: its key under ``pools:`` (Profile fills it in)
+
+    def members(self, catalog) -> list[str]:
+        """Catalog experts (``experts.catalog.Expert``) of the pool's suites (and access, when set),
+        plus those named, in catalog order."""
+        known = {e.name for e in catalog}
+        unknown = [n for n in self.candidates.names if n not in known]
+        if unknown:
+            raise ValueError(f"pool '{self.name}' names unknown expert(s) {unknown}; the catalog has {sorted(known)}")
+        return [
+            e.name
+            for e in catalog
+            if (e.suite in self.candidates.suites and self.candidates.access in (None, e.access))
+            or e.name in self.candidates.names
+        ]
 
 
 class _NeuralPolicySettings(_Block):
@@ -134,9 +164,26 @@ class Stacked(_Block):
 
 
 class PolicySettings(_Block):
+    """Notebook 04's policies (notebook 04 fits ``compared``; benchmarks/policy_cv.py cross-validates the
+    cheap ones). ``KINDS`` names every policy ``routing.policies.build`` builds and the kind (class) each is;
+    ``arguments`` gives the keyword arguments these settings give it."""
+
+    KINDS: typing.ClassVar[dict[str, str]] = {
+        "best-single-expert": "PriorPolicy",
+        "random-mix": "RandomPolicy",
+        "subject-best": "SubjectPolicy",
+        "knn": "KNNPolicy",
+        "mf": "MatrixFactorizationPolicy",
+        "leeroo-encoder": "EncoderPolicy",
+        "leeroo-stacked": "StackedPolicy",
+        "leeroo-causal-lm": "CausalLMPolicy",
+        "leeroo-causal-lm-qlora": "CausalLMPolicy",  # in NF4 4-bit: QLoRA
+        "logistic-probe": "LogisticProbePolicy",  # the stacked policy's probe, alone (policy_cv)
+    }
+
     mode: Literal["sequential", "global"]
-    # the policy the saved orchestrator holds (notebook 04 fits both; chosen by cross-validation on train)
-    orchestrator: Literal["leeroo-encoder", "leeroo-stacked"]
+    # the policy the saved orchestrator holds: one of ``compared`` (chosen by cross-validation on train)
+    orchestrator: str
     train_questions: Count | None
     test_questions: Count | None
     n_budgets: Count
@@ -146,6 +193,44 @@ class PolicySettings(_Block):
     encoder: Encoder
     stacked: Stacked
     causal_lm: CausalLM | None
+
+    @property
+    def compared(self) -> list[str]:
+        """The policies notebook 04 fits and compares, in its order: the causal LM only where the profile sets
+        one (named for its precision)."""
+        names = ["best-single-expert", "random-mix", "subject-best", "knn", "mf", "leeroo-encoder", "leeroo-stacked"]
+        if self.causal_lm is not None:
+            names.append("leeroo-causal-lm-qlora" if self.causal_lm.quantize_4bit else "leeroo-causal-lm")
+        return names
+
+    def arguments(self, name: str) -> dict[str, Any]:
+        """The keyword arguments these settings give the policy ``name``; a key a block leaves unset is left out
+        (the policy's own default applies)."""
+        if name not in self.KINDS:
+            raise ValueError(f"unknown policy {name!r}; known policies: {', '.join(self.KINDS)}")
+        if self.KINDS[name] == "CausalLMPolicy" and self.causal_lm is None:
+            raise ValueError(
+                f"policy {name!r} takes its settings from policy.causal_lm, which this profile leaves null; set it"
+            )
+        causal_lm = self.causal_lm.model_dump(exclude_none=True) if self.causal_lm is not None else {}
+        return {
+            "knn": {"n_neighbors": self.knn_neighbors},
+            "mf": {"dim": self.mf_dim},
+            "leeroo-encoder": self.encoder.model_dump(exclude_none=True),
+            "leeroo-stacked": self.stacked.model_dump(exclude_none=True),
+            "leeroo-causal-lm": {**causal_lm, "quantize_4bit": False},
+            "leeroo-causal-lm-qlora": {**causal_lm, "quantize_4bit": True},
+            "logistic-probe": {**self.stacked.model_dump(include={"C"}, exclude_none=True), "subject": True},
+        }.get(name, {})
+
+    @model_validator(mode="after")
+    def _orchestrator_is_compared(self):
+        if self.orchestrator not in self.compared:
+            raise ValueError(
+                f"orchestrator {self.orchestrator!r} is not a policy notebook 04 fits; with these settings it fits "
+                f"{', '.join(self.compared)}"
+            )
+        return self
 
 
 class Gguf(_Block):
@@ -162,10 +247,21 @@ class ModelSource(_Block):
     load_in_4bit: bool = False
 
 
+# lm-eval model backends of a live expert -> the scoring methods each supports (the first: its default)
+BACKENDS = {
+    "hf": ("loglikelihood", "generative"),
+    "vllm": ("loglikelihood", "generative"),
+    "local-completions": ("loglikelihood",),
+    "local-chat-completions": ("generative",),
+}
+
+
 class LiveExpert(ModelSource):
+    """An expert the profile scores itself (notebook 01): its model, lm-eval backend, scoring method and price."""
+
     name: str
-    backend: str  # scoring.scoring_method checks it and the method
-    method: str = None
+    backend: Literal["hf", "vllm", "local-completions", "local-chat-completions"]
+    method: Literal["loglikelihood", "generative"] | None = None  # None: the backend's default
     model_args: dict[str, Any] = None
     params_b: float | None = None
     size_class: str
@@ -173,12 +269,33 @@ class LiveExpert(ModelSource):
     access: Literal["open", "closed"] = "open"
     source: str
 
+    @model_validator(mode="after")
+    def _method_of_backend(self):
+        methods = BACKENDS[self.backend]
+        self.method = self.method or methods[0]
+        if self.method not in methods:
+            raise ValueError(
+                f"backend '{self.backend}' scores by {' or '.join(methods)}, not '{self.method}' (chat endpoints "
+                "return no loglikelihoods; loglikelihood over HTTP needs local-completions on a server that "
+                "returns prompt logprobs, e.g. vLLM)"
+            )
+        return self
+
 
 class Quantization(_Block):
-    """Notebook 01's fp32-against-NF4 comparison of the live experts (leeroo_lib.quantization)."""
+    """Notebook 01's fp32-against-NF4 comparison of the live experts (leeroo_lib.experts.quantization)."""
 
     precisions: list[Literal["fp32", "nf4"]]
     questions_per_subject: Count | None
+
+    @model_validator(mode="after")
+    def _against_fp32(self):
+        if "fp32" not in self.precisions:
+            raise ValueError(
+                f"precisions must hold 'fp32', the reference every other precision is compared with, "
+                f"not {self.precisions}"
+            )
+        return self
 
 
 class Scoring(_Block):
@@ -190,6 +307,15 @@ class Scoring(_Block):
     batch_size: Count | Annotated[str, Field(pattern=r"^auto(:\d+)?$")]
     live_experts: list[LiveExpert]
     quantization: Quantization | None = None  # None: no comparison
+
+    @model_validator(mode="after")
+    def _generative_reads_local_questions(self):
+        generative = [e.name for e in self.live_experts if e.method == "generative"]
+        if generative and self.task != "local":
+            raise ValueError(
+                f"generative scoring ({generative}) reads the project's own question file: set task to 'local'"
+            )
+        return self
 
 
 class SelfPlay(_Block):
@@ -213,14 +339,17 @@ class SelfPlay(_Block):
     answer_live: bool
 
 
-class ProfileSchema(_Block):
-    """Every key of configs/<profile>.yaml; the notebook that reads each block is named in the YAML files."""
+class Profile(_Block):
+    """Every key of configs/<profile>.yaml (the notebook that reads each block is named in the YAML
+    files), and the folders its outputs go to. ``load_profile`` returns it; readers use attributes."""
 
     name: str
     description: str
     output_dir: str
     seed: int
-    device: str
+    # the benchmarks whose recorded suites the catalog holds (experts.catalog.SUITE_BENCHMARK)
+    benchmarks: list[Literal["mmlu", "mmlu_pro"]] = ["mmlu"]
+    device: Literal["cpu", "cuda"]
     test_fraction: Annotated[float, Field(gt=0, lt=1)]
     universe: Universe
     evaluation: Evaluation
@@ -229,100 +358,30 @@ class ProfileSchema(_Block):
     selfplay: SelfPlay
     scoring: Scoring
 
-
-def _unwrap(annotation):
-    """The model or container behind Optional[...] / Annotated[...]; None for plain values."""
-    if typing.get_origin(annotation) is Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        inner = [_unwrap(a) for a in typing.get_args(annotation)]
-        inner = [a for a in inner if a is not None]
-        return inner[0] if len(inner) == 1 else None
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if typing.get_origin(annotation) in (dict, list):
-        return annotation
-    return None
-
-
-def _locate(loc: tuple) -> tuple[str, type[BaseModel] | None]:
-    """A pydantic error location as a key path (``scoring.live_experts[0].name``, union branch tags
-    dropped), and the block the key is in."""
-    node, block, path = ProfileSchema, None, ""
-    for part in loc:
-        if isinstance(node, type) and issubclass(node, BaseModel):
-            block = node
-            field_info = node.model_fields.get(part)
-            node = _unwrap(field_info.annotation) if field_info else None
-            path += f".{part}" if path else str(part)
-        elif typing.get_origin(node) in (dict, list):
-            node = _unwrap(typing.get_args(node)[-1])
-            path += f"[{part}]" if isinstance(part, int) else f".{part}"
-        # else: the name of the union branch that failed, not a key
-    return path, block
-
-
-def _describe(key: str, block: type[BaseModel] | None, errors: list[dict]) -> str:
-    known = f"; known keys here: {', '.join(block.model_fields)}" if block is not None else ""
-    kinds = {e["type"] for e in errors}
-    if "extra_forbidden" in kinds:
-        return f"{key}: unknown key{known}"
-    if "missing" in kinds:
-        return f"{key}: missing{known}"
-    return f"{key}: {' or '.join(e['msg'] for e in errors)}, got {errors[0]['input']!r}"
-
-
-def check_settings(settings, path: Path) -> None:
-    """Raise one ValueError listing every key of ``settings`` (read from ``path``) that the schema refuses."""
-    if not isinstance(settings, dict):
-        raise ValueError(f"{path} must hold a mapping of settings (key: value), found {type(settings).__name__}")
-    try:
-        profile = ProfileSchema.model_validate(settings)
-    except ValidationError as err:
-        by_key: dict[str, tuple[type[BaseModel] | None, list[dict]]] = {}
-        for error in err.errors():
-            key, block = _locate(error["loc"])
-            by_key.setdefault(key, (block, []))[1].append(error)
-        problems = [_describe(key, block, errors) for key, (block, errors) in by_key.items()]
-        raise ValueError(
-            f"{path} does not fit the profile schema (leeroo_lib/config.py, ProfileSchema):\n  " + "\n  ".join(problems)
-        ) from None
-    pools = sorted(profile.pools)
-    named = {
-        "evaluation.goal.pool": [profile.evaluation.goal.pool],
-        "selfplay.pool": [profile.selfplay.pool],
-        "evaluation.strategies.pool": [profile.evaluation.strategies.pool],
-        "evaluation.highlight": list(profile.evaluation.highlight),
-    }
-    unknown = [f"{key}: {name!r}" for key, names in named.items() for name in names if name not in pools]
-    if unknown:
-        raise ValueError(f"{path} names pools it does not define ({'; '.join(unknown)}); its pools are {pools}")
-
-
-@dataclass(frozen=True)
-class Profile:
-    """One run's settings plus the folders its outputs go to."""
-
-    name: str
-    settings: dict = field(repr=False)
-
-    def __getitem__(self, key: str):
-        if key not in self.settings:
-            raise KeyError(
-                f"profile '{self.name}' has no setting '{key}'; add it to {CONFIG_DIR / (self.name + '.yaml')}"
+    @model_validator(mode="after")
+    def _pools_named_and_defined(self):
+        for name, pool in self.pools.items():
+            if pool.name not in ("", name):
+                raise ValueError(f"pool '{name}' is given another name, '{pool.name}': leave name out")
+            pool.name = name
+            if pool.universe.min_coverage is None:
+                pool.universe.min_coverage = self.universe.min_coverage
+        named = {
+            "evaluation.goal.pool": [self.evaluation.goal.pool],
+            "selfplay.pool": [self.selfplay.pool],
+            "evaluation.strategies.pool": [self.evaluation.strategies.pool],
+            "evaluation.highlight": list(self.evaluation.highlight),
+        }
+        unknown = [f"{key}: {name!r}" for key, names in named.items() for name in names if name not in self.pools]
+        if unknown:
+            raise ValueError(
+                f"names pools it does not define ({'; '.join(unknown)}); its pools are {sorted(self.pools)}"
             )
-        return self.settings[key]
-
-    def get(self, key: str, default=None):
-        return self.settings.get(key, default)
-
-    @property
-    def seed(self) -> int:
-        return int(self["seed"])
+        return self
 
     @property
     def output_root(self) -> Path:
-        return (ROOT / self["output_dir"]).resolve()
+        return (ROOT / self.output_dir).resolve()
 
     def output_path(self, *parts: str) -> Path:
         """A path under this profile's output root; its parent folder is created."""
@@ -344,13 +403,182 @@ class Profile:
             )
         return path
 
+    def live_expert(self, name: str) -> LiveExpert:
+        """The ``scoring.live_experts`` entry of an expert, by name."""
+        entries = {e.name: e for e in self.scoring.live_experts}
+        if name not in entries:
+            raise ValueError(
+                f"profile '{self.name}' has no live expert '{name}'; its scoring.live_experts are {sorted(entries)}"
+            )
+        return entries[name]
+
+
+# ------------------------------------------------------------------ expert endpoints of the routing service
+
+
+class LocalServer(_Block):
+    """An expert this machine serves itself (``transformers serve``): a live expert of the profile, on
+    ``port`` (None: a free one)."""
+
+    expert: str
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+
+class EndpointEntry(_Block):
+    """Where one expert answers: a running OpenAI-compatible server (``base_url``, the ``model`` id it
+    serves, ``api_key_env``: the environment variable holding its key) or a ``local`` one; ``api``:
+    ``chat`` (/v1/chat/completions) or ``completions`` (/v1/completions: a base model without a chat
+    template)."""
+
+    api: Literal["chat", "completions"] = "chat"
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    local: LocalServer | None = None
+    # the longest prompt the service sends it, counted before the call (its tokenizer for a local expert,
+    # else a conservative estimate: one token per UTF-8 byte)
+    max_prompt_tokens: Count = 4096
+
+    @model_validator(mode="after")
+    def _server_or_local(self):
+        running = self.base_url is not None and self.model is not None
+        if running == (self.local is not None) or (self.local is not None and (self.base_url or self.model)):
+            raise ValueError(
+                "give base_url and model (a running server), or local (a live expert of the profile that this "
+                "machine serves with transformers serve), not both"
+            )
+        return self
+
+
+class ServiceSettings(_Block):
+    """The pool the service routes over, its default budget (mean USD per 1M tokens, Eq. 1), the rolling
+    window of requests the budget holds over, where it listens, how long an expert may take and how often
+    a failed call is retried before the next best affordable expert is tried; who may call it, what they
+    may spend a day, and the limits of one request (configs/endpoints/cpu.yaml explains each)."""
+
+    pool: str
+    budget: Annotated[float, Field(gt=0)]
+    window: Count
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8100
+    timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    retries: Annotated[int, Field(ge=0)] = 0
+    client_keys_env: str | None = None  # an environment variable holding client keys, comma-separated
+    client_keys_file: str | None = None  # a file outside the repository, one client key per line
+    key_daily_cap_usd: Annotated[float, Field(gt=0)] = 1.0  # real spend per client key and UTC day
+    daily_cap_usd: Annotated[float, Field(gt=0)] = 10.0  # real spend over all keys per UTC day
+    key_requests_per_minute: Count = 60
+    max_body_bytes: Count = 1_048_576
+    max_tokens_default: Count = 256  # a request's max_tokens when it gives none
+    max_tokens_cap: Count = 1024  # a larger max_tokens is lowered to this
+
+    @model_validator(mode="after")
+    def _keys_file_outside_the_repository(self):
+        if self.client_keys_file is not None:
+            path = Path(self.client_keys_file).expanduser()
+            if not path.is_absolute() or path.resolve().is_relative_to(ROOT):
+                raise ValueError(
+                    f"client_keys_file {self.client_keys_file!r} must be an absolute path outside the repository "
+                    f"({ROOT}), e.g. ~/.config/leeroo/keys: keys in the working tree end up in commits"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _default_within_the_cap(self):
+        if self.max_tokens_default > self.max_tokens_cap:
+            raise ValueError(
+                f"max_tokens_default {self.max_tokens_default} is over max_tokens_cap {self.max_tokens_cap}: "
+                "lower the default or raise the cap"
+            )
+        return self
+
+
+class EndpointsFile(_Block):
+    """configs/endpoints/<profile>.yaml (configs/endpoints/cpu.yaml explains every key): one endpoint per
+    served expert, and optionally a ``stand_in`` that answers for every served expert without one."""
+
+    service: ServiceSettings
+    experts: dict[str, EndpointEntry] = {}
+    stand_in: EndpointEntry | None = None
+
+
+# ------------------------------------------------------------------------------------- one YAML loader
+
+
+def _unwrap(annotation):
+    """The model or container behind Optional[...] / Annotated[...]; None for plain values."""
+    if typing.get_origin(annotation) is Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        inner = [_unwrap(a) for a in typing.get_args(annotation)]
+        inner = [a for a in inner if a is not None]
+        return inner[0] if len(inner) == 1 else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (dict, list):
+        return annotation
+    return None
+
+
+def _locate(root: type[BaseModel], loc: tuple) -> tuple[str, type[BaseModel] | None]:
+    """A pydantic error location as a key path (``scoring.live_experts[0].name``, union branch tags
+    dropped), and the block the key is in."""
+    node, block, path = root, None, ""
+    for part in loc:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            block = node
+            field_info = node.model_fields.get(part)
+            node = _unwrap(field_info.annotation) if field_info else None
+            path += f".{part}" if path else str(part)
+        elif typing.get_origin(node) in (dict, list):
+            node = _unwrap(typing.get_args(node)[-1])
+            path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        # else: the name of the union branch that failed, not a key
+    return path, block
+
+
+def _describe(key: str, block: type[BaseModel] | None, errors: list[dict]) -> str:
+    known = f"; known keys here: {', '.join(block.model_fields)}" if block is not None else ""
+    kinds = {e["type"] for e in errors}
+    where = key or "the file"
+    if "extra_forbidden" in kinds:
+        return f"{where}: unknown key{known}"
+    if "missing" in kinds:
+        return f"{where}: missing{known}"
+    if kinds == {"value_error"}:  # a cross-field rule of a validator: its message says it all
+        return f"{where}: " + "; ".join(e["msg"].removeprefix("Value error, ") for e in errors)
+    return f"{where}: {' or '.join(e['msg'] for e in errors)}, got {errors[0]['input']!r}"
+
+
+def read_settings(path: Path, schema: type[_Block]):
+    """Read a YAML settings file into ``schema`` (a profile, an endpoints file); one ValueError lists
+    every key the schema refuses, with the keys it knows."""
+    path = Path(path)
+    try:
+        settings = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path} must hold a mapping of settings (key: value), found {type(settings).__name__}")
+    try:
+        return schema.model_validate(settings)
+    except ValidationError as err:
+        by_key: dict[str, tuple[type[BaseModel] | None, list[dict]]] = {}
+        for error in err.errors():
+            key, block = _locate(schema, error["loc"])
+            by_key.setdefault(key, (block, []))[1].append(error)
+        problems = [_describe(key, block, errors) for key, (block, errors) in by_key.items()]
+        raise ValueError(
+            f"{path} does not fit the schema of {schema.__name__} (leeroo_lib/config.py):\n  " + "\n  ".join(problems)
+        ) from None
+
 
 def available_profiles() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
 def load_profile(name: str | None = None) -> Profile:
-    """Read configs/<name>.yaml.
+    """Read and validate configs/<name>.yaml.
 
     ``name=None`` takes $LEEROO_PROFILE, else ``cpu``: a notebook's ``profile = None`` parameter
     thus runs small under nbval (LEEROO_PROFILE=smoke) and full under ``make reproduce``.
@@ -363,12 +591,10 @@ def load_profile(name: str | None = None) -> Profile:
             f"unknown profile '{name}': choose one of {', '.join(available_profiles())} "
             f"(files in {CONFIG_DIR}), e.g. `make reproduce PROFILE=cpu`"
         )
-    try:
-        settings = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML: {err}") from None
-    check_settings(settings, path)
-    if settings["device"] == "cuda":
+    profile = read_settings(path, Profile)
+    if profile.name != name:
+        raise ValueError(f"{path}: name '{profile.name}' differs from the file's name; set name: {name}")
+    if profile.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
@@ -377,20 +603,15 @@ def load_profile(name: str | None = None) -> Profile:
                 f"(torch {torch.__version__}); run with PROFILE=cpu, or install a CUDA build of torch "
                 "with `make venv TORCH_SPEC=torch==<version> TORCH_INDEX=<cuda wheel index>`"
             )
-    return Profile(name=name, settings=settings)
+    return profile
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Check one profile (the Makefile runs this before the notebooks): its error, or nothing."""
-    names = sys.argv[1:] if argv is None else argv
-    try:
-        for name in names or [None]:
-            load_profile(name)
-    except (ValueError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def load_endpoints(profile: str) -> EndpointsFile:
+    """configs/endpoints/<profile>.yaml: the expert endpoints the routing service of ``profile`` uses."""
+    path = ENDPOINTS_DIR / f"{profile}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no endpoints file {path}: write one like configs/endpoints/cpu.yaml (one entry per "
+            "expert of the pool: base_url, model, api_key_env, api; or local)"
+        )
+    return read_settings(path, EndpointsFile)

@@ -14,10 +14,10 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-MAX_CHOICES = 4  # lettered A-D by policy.question_texts
+MAX_CHOICES = 10  # lettered A-J by data.benchmarks.question_texts
 QUESTION_COLUMNS_HINT = (
-    "build the frame like data.load_mmlu(): subject, idx, question (text), choices (a list of the "
-    "answer texts) and qkey = data.question_key(question, choices)"
+    "build the frame like data.benchmarks.load_questions(): subject, idx, question (text), choices (a list of "
+    "the answer texts) and qkey = data.benchmarks.question_key(question, choices)"
 )
 
 

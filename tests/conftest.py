@@ -1,9 +1,11 @@
+import os
 import shutil
 
 import pytest
 
-from leeroo_lib.config import DATA_DIR
-from leeroo_lib.data import load_mmlu, load_recorded_scores
+from leeroo_lib.config import DATA_DIR, LiveExpert
+from leeroo_lib.data.benchmarks import load_mmlu
+from leeroo_lib.data.suites import load_recorded_scores
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +31,27 @@ def data_copy(tmp_path):
     ):
         shutil.copy(DATA_DIR / name, tmp_path / name)
     return tmp_path
+
+
+@pytest.fixture
+def live_expert():
+    """Build a ``scoring.live_experts`` entry from the fields a test cares about (the rest: placeholders)."""
+
+    def build(**fields) -> LiveExpert:
+        return LiveExpert(**{"name": "x", "size_class": "test", "cost_per_1m_usd": 0.0, "source": "test", **fields})
+
+    return build
+
+
+@pytest.fixture
+def process_gone():
+    """``process_gone(pid)``: True when no process has this id any more (stopped and reaped)."""
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    return gone

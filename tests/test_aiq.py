@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from leeroo_lib.aiq import aiq_table, router_curves, routerbench_code_range
+from leeroo_lib.evaluation.aiq import aiq_table, router_curves, routerbench_code_range, zero_router
 
 PRICES = pd.Series({"cheap": 0.2, "mid": 0.6, "dear": 1.0})
 POOLS = {"p": list(PRICES.index)}
@@ -53,3 +53,16 @@ def test_a_pool_without_a_commonly_measured_question_is_skipped_with_a_warning()
     assert set(aiq_table(curves_, PRICES, pools)["pool"]) == {"judged"}
     with pytest.raises(ValueError, match="no pool of \\['disjoint'\\]"), pytest.warns(UserWarning):
         router_curves({"r": proba}, outcomes, PRICES, {"disjoint": ["mid", "dear"]}, n_budgets=3)
+
+
+def test_the_zero_router_mixes_the_two_hull_experts_around_the_budget():
+    # cheap 0.5 at 1, mid 0.6 at 2 (under the hull: never mixed), dear 0.9 at 4
+    outcomes = pd.DataFrame({"cheap": [1, 0] * 5, "mid": [1] * 6 + [0] * 4, "dear": [1] * 9 + [0]}, dtype=float)
+    costs = pd.Series({"cheap": 1.0, "mid": 2.0, "dear": 4.0})
+    expected, mix = zero_router(outcomes, costs, 2.0)
+    assert mix == pytest.approx({"cheap": 2 / 3, "dear": 1 / 3})
+    assert expected.mean() == pytest.approx(0.5 * 2 / 3 + 0.9 / 3)  # above the mid expert's 0.6 at its price
+    assert zero_router(outcomes, costs, 9.0)[1] == {"dear": 1.0}
+    assert zero_router(outcomes, costs, 1.0)[1] == {"cheap": 1.0}
+    with pytest.raises(ValueError, match="below the cheapest expert, cheap"):
+        zero_router(outcomes, costs, 0.5)

@@ -1,8 +1,15 @@
 import pytest
 
 from leeroo_lib.config import available_profiles, load_profile
-from leeroo_lib.experts import accuracy_table, expert_costs, get_experts, live_experts, load_catalog, load_experts
-from leeroo_lib.splits import make_splits, split_index
+from leeroo_lib.data.splits import make_splits, split_index
+from leeroo_lib.experts.catalog import (
+    accuracy_table,
+    expert_costs,
+    get_experts,
+    live_experts,
+    load_catalog,
+    load_experts,
+)
 
 
 def test_profiles_exist():
@@ -36,7 +43,7 @@ def test_smoke_outputs_never_land_on_cpu_outputs():
 
 def test_missing_artifact_names_the_notebook(tmp_path):
     cfg = load_profile("smoke")
-    cfg = type(cfg)(name="smoke", settings={**cfg.settings, "output_dir": str(tmp_path)})
+    cfg = cfg.model_copy(update={"output_dir": str(tmp_path)})
     with pytest.raises(FileNotFoundError, match="01_expert_scoring"):
         cfg.require("score_matrix")
 
@@ -73,36 +80,31 @@ def test_catalog_joins_the_suites_and_the_live_experts():
     cfg = load_profile("smoke")
     catalog = load_catalog(cfg)
     suites = {e.suite for e in catalog}
-    assert suites == {"recorded", "helm", "live"}
+    assert suites == {"recorded", "helm", "live"}  # the smoke profile's benchmarks: MMLU only
+    assert len([e for e in load_catalog() if e.suite == "mmlu_pro"]) == 29
     assert len([e for e in catalog if e.suite == "helm"]) == 8
     names = [e.name for e in catalog]
     assert "openai/gpt-4-1106-preview" in names and "openai/gpt-4-1106-preview (HELM)" in names
     assert len(names) == len(set(names))
 
 
-def test_each_live_expert_carries_the_protocol_it_is_scored_by():
+def test_each_live_expert_carries_the_protocol_it_is_scored_by(live_expert):
     cfg = load_profile("smoke")
-    chat = {
-        **cfg["scoring"]["live_experts"][0],
-        "name": "my-chat-expert",
-        "backend": "local-chat-completions",
-        "model_args": {"base_url": "http://127.0.0.1:9/v1/chat/completions", "model": "x"},
-    }
-    both = type(cfg)(
-        name="smoke",
-        settings={
-            **cfg.settings,
-            "scoring": {**cfg["scoring"], "live_experts": [cfg["scoring"]["live_experts"][0], chat]},
-        },
+    smollm2 = cfg.scoring.live_experts[0]
+    chat = live_expert(
+        name="my-chat-expert",
+        backend="local-chat-completions",
+        model_args={"base_url": "http://127.0.0.1:9/v1/chat/completions", "model": "x"},
     )
+    both = cfg.model_copy(update={"scoring": cfg.scoring.model_copy(update={"live_experts": [smollm2, chat]})})
     protocols = {e.name: e.protocol for e in live_experts(both)}
-    assert "loglikelihood" in protocols[cfg["scoring"]["live_experts"][0]["name"]]
+    assert "loglikelihood" in protocols[smollm2.name]
     assert "generative, letter parsed" in protocols["my-chat-expert"]
 
 
 def test_a_live_expert_named_like_a_recorded_one_is_refused():
     cfg = load_profile("smoke")
-    entry = {**cfg["scoring"]["live_experts"][0], "name": "mistralai/Mistral-7B-v0.1"}
-    clash = type(cfg)(name="smoke", settings={**cfg.settings, "scoring": {**cfg["scoring"], "live_experts": [entry]}})
+    entry = cfg.scoring.live_experts[0].model_copy(update={"name": "mistralai/Mistral-7B-v0.1"})
+    clash = cfg.model_copy(update={"scoring": cfg.scoring.model_copy(update={"live_experts": [entry]})})
     with pytest.raises(ValueError, match=r"'mistralai/Mistral-7B-v0.1'\] appear twice in the catalog"):
         load_catalog(clash)

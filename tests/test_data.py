@@ -4,8 +4,9 @@ import time
 import pandas as pd
 import pytest
 
-from leeroo_lib import data
-from leeroo_lib.data import check_recorded_join, load_mmlu, load_recorded_scores, question_key
+from leeroo_lib.data import suites
+from leeroo_lib.data.benchmarks import load_mmlu, question_key
+from leeroo_lib.data.suites import check_recorded_join, load_recorded_scores
 
 
 def test_load_mmlu_offline_has_every_question(questions):
@@ -61,7 +62,7 @@ def test_recorded_scores_are_floats_with_gaps(recorded):
 
 
 def test_corrupt_score_file_names_file_and_fix(data_copy):
-    path = data_copy / data.RECORDED_SCORES_FILE
+    path = data_copy / suites.RECORDED_SCORES_FILE
     raw = gzip.decompress(path.read_bytes()).replace(b",1,", b",0,", 1)
     path.write_bytes(gzip.compress(raw))
     with pytest.raises(ValueError, match=r"corrupt: .*mmlu_recorded_correctness.csv.gz.*git checkout"):
@@ -69,6 +70,6 @@ def test_corrupt_score_file_names_file_and_fix(data_copy):
 
 
 def test_missing_score_file_names_file_and_fix(data_copy):
-    (data_copy / data.RECORDED_SCORES_FILE).unlink()
+    (data_copy / suites.RECORDED_SCORES_FILE).unlink()
     with pytest.raises(FileNotFoundError, match=r"missing: .*mmlu_recorded_correctness.csv.gz.*restore"):
         load_recorded_scores(data_copy)

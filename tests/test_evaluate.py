@@ -2,8 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leeroo_lib import evaluate
-from leeroo_lib.experts import Expert, load_experts
+from leeroo_lib.data.suites import paper_rows
+from leeroo_lib.evaluation import evaluate
+from leeroo_lib.experts.catalog import Expert, load_experts
 
 CHEAP = Expert("cheap", 7.0, "7B", 0.2, "open", "lm-eval 5-shot loglikelihood", "t")
 MID = Expert("mid", 13.0, "13B", 0.5, "open", "lm-eval 5-shot loglikelihood", "t")
@@ -46,6 +47,10 @@ def test_router_row_compares_with_best_single_it_can_afford(toy):
     assert row["best_single_at_cost"] == "cheap"  # mid (0.5) and big cost more than 0.35
     assert row["accuracy"] == 1.0 and row["diff_vs_best_single"] == pytest.approx(0.5)
     assert row["note"] == ""
+    # the zero router at 0.35 mixes cheap (0.5 at 0.2) with big (0.75 at 20); mid lies under that line
+    big_share = (0.35 - 0.2) / (20 - 0.2)
+    assert row["zero_router_mix"] == f"cheap {1 - big_share:.0%}; big {big_share:.0%}"
+    assert row["diff_vs_zero_router"] == pytest.approx(1 - (0.5 + 0.25 * big_share))
     # the same routes under a budget of 0.5 are compared with mid too (priced at the budget)
     better_mid = scores.assign(mid=[1.0, 1.0, 1.0, 1.0])
     row = evaluate.router_row("r", "open", 0.5, routes, questions, better_mid, CATALOG, seed=0)
@@ -83,7 +88,7 @@ def test_table1_is_identical_for_the_same_seed(toy):
         return evaluate.table1(
             [
                 evaluate.single_expert_rows(scores, CATALOG, seed=0),
-                evaluate.paper_rows(),
+                paper_rows(),
                 evaluate.oracle_row(scores, CATALOG, "mix", seed=0),
                 evaluate.router_row("r", "mix", 6.0, routes, questions, scores, CATALOG, seed=0),
             ]
@@ -97,7 +102,7 @@ def test_table1_is_identical_for_the_same_seed(toy):
 
 
 def test_test_questions_limit_is_a_seeded_sample(questions, recorded):
-    from leeroo_lib.splits import make_splits
+    from leeroo_lib.data.splits import make_splits
 
     splits = make_splits(recorded, 0.4, seed=0)
     full = evaluate.test_questions(questions, splits)

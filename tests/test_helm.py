@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leeroo_lib import data
-from leeroo_lib.data import gold_letters, load_helm_letters, load_helm_scores
+from leeroo_lib.data import suites
+from leeroo_lib.data.benchmarks import gold_letters
+from leeroo_lib.data.suites import load_letter_scores, load_letters
 
 # data/PROVENANCE.md, "Accuracy over these rows", to three decimals.
 PROVENANCE_ACCURACY = {
@@ -26,19 +27,19 @@ TOLERANCE = 0.0006
 
 @pytest.fixture(scope="module")
 def helm_letters(questions):
-    return load_helm_letters(questions)
+    return load_letters("helm", questions)
 
 
 @pytest.fixture(scope="module")
 def helm_scores(questions):
-    return load_helm_scores(questions)
+    return load_letter_scores("helm", questions)
 
 
 def _rewrite(data_dir, edit):
     """Apply ``edit`` to the CSV text of the HELM file in a data copy and re-sign it in SHA256SUMS."""
-    path = data_dir / data.HELM_PREDICTIONS_FILE
+    path = data_dir / suites.HELM_PREDICTIONS_FILE
     path.write_bytes(gzip.compress(edit(gzip.decompress(path.read_bytes()))))
-    sums = data_dir / data.CHECKSUMS_FILE
+    sums = data_dir / suites.CHECKSUMS_FILE
     lines = [
         f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}" if line.endswith(path.name) else line
         for line in sums.read_text().splitlines()
@@ -47,7 +48,7 @@ def _rewrite(data_dir, edit):
 
 
 def test_letters_cover_helm_rows_with_letters_only(helm_letters, recorded):
-    catalog = pd.read_csv(data.DATA_DIR / "experts_helm.csv")["expert"]
+    catalog = pd.read_csv(suites.DATA_DIR / "experts_helm.csv")["expert"]
     assert helm_letters.shape == (13_015, 8)
     assert list(helm_letters.index.names) == ["subject", "idx"]
     assert set(helm_letters.columns) == set(catalog) and all(c.endswith(" (HELM)") for c in catalog)
@@ -82,18 +83,18 @@ def test_helm_gpt4_1106_agrees_with_routellm_column(helm_scores, recorded):
 
 def test_letter_outside_a_to_d_is_refused(questions, data_copy):
     _rewrite(data_copy, lambda text: text.replace(b",C,C,C,,C,C,D,C", b",C,E,C,,C,C,D,C", 1))
-    with pytest.raises(ValueError, match=r"A, B, C, D or empty, found \['E'\]"):
-        load_helm_letters(questions, data_copy)
+    with pytest.raises(ValueError, match=r"A, B, C, D or '' \(no letter\), found \['E'\]"):
+        load_letters("helm", questions, data_copy)
 
 
 def test_rows_that_do_not_join_are_refused(questions, data_copy):
     _rewrite(data_copy, lambda text: text.replace(b"abstract_algebra,1,", b"abstract_algebra,0,", 1))
-    with pytest.raises(ValueError, match="1 HELM rows do not join to their MMLU question"):
-        load_helm_scores(questions, data_copy)
+    with pytest.raises(ValueError, match="1 helm rows do not join to their question"):
+        load_letter_scores("helm", questions, data_copy)
 
 
 def test_corrupt_helm_file_names_file_and_fix(questions, data_copy):
-    path = data_copy / data.HELM_PREDICTIONS_FILE
+    path = data_copy / suites.HELM_PREDICTIONS_FILE
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(ValueError, match=r"corrupt: .*mmlu_helm_predictions.csv.gz.*git checkout"):
-        load_helm_letters(questions, data_copy)
+        load_letters("helm", questions, data_copy)

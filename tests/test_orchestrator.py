@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leeroo_lib.aiq import aiq, cost_accuracy_curve, non_decreasing_hull
-from leeroo_lib.orchestrator import MICRO, MODES, Orchestrator, allocate
-from leeroo_lib.policies import OraclePolicy, PriorPolicy, RandomPolicy
+from leeroo_lib.evaluation.aiq import aiq, cost_accuracy_curve, non_decreasing_hull
+from leeroo_lib.routing.budget import MICRO, MODES, allocate
+from leeroo_lib.routing.orchestrator import Orchestrator
+from leeroo_lib.routing.policies.baselines import OraclePolicy, PriorPolicy, RandomPolicy
 
 COSTS = pd.Series({"small": 0.2, "medium": 0.26, "large": 0.6, "huge": 0.9, "closed": 20.0})
 

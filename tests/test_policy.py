@@ -1,3 +1,5 @@
+import inspect
+import json
 import subprocess
 import sys
 
@@ -5,26 +7,28 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.base import clone
 
-from leeroo_lib.policies import (
+from leeroo_lib.config import PolicySettings, load_profile
+from leeroo_lib.data.splits import make_splits, split_index
+from leeroo_lib.evaluation.goal import goal_evaluation
+from leeroo_lib.routing.policies import (
     POLICIES,
-    CausalLMPolicy,
-    EncoderPolicy,
-    KNNPolicy,
-    LogisticProbePolicy,
-    MatrixFactorizationPolicy,
-    OraclePolicy,
-    PriorPolicy,
-    RandomPolicy,
-    StackedPolicy,
-    SubjectPolicy,
+    build,
     most_evaluated,
     policy_class,
     score_targets,
     training_questions,
 )
-from leeroo_lib.policies.training import masked_bce
-from leeroo_lib.splits import make_splits, split_index
+from leeroo_lib.routing.policies.baselines import OraclePolicy, PriorPolicy, RandomPolicy, SubjectPolicy
+from leeroo_lib.routing.policies.embedding import (
+    KNNPolicy,
+    LogisticProbePolicy,
+    MatrixFactorizationPolicy,
+    StackedPolicy,
+)
+from leeroo_lib.routing.policies.neural import CausalLMPolicy, EncoderPolicy
+from leeroo_lib.routing.policies.training import masked_bce
 
 EXPERTS = ["algebraist", "lawyer", "generalist"]
 
@@ -104,6 +108,19 @@ def test_query_aware_policies_learn_who_answers_what(fitted, name):
     assert (proba.loc[~algebra].idxmax(axis=1) == "lawyer").mean() > 0.95
 
 
+def test_subject_policy_shrinks_each_subject_towards_the_prior():
+    """By hand, smoothing 2: expert a is right on 2 of 3 algebra questions and 0 of 1 law question
+    measured, so its prior is 2/4 and its algebra chance (2 + 2 * 0.5) / (3 + 2) = 0.6, law
+    (0 + 2 * 0.5) / (1 + 2) = 1/3; b (prior 3/4): algebra (3 + 1.5) / 5 = 0.9, law 1.5 / 3 = 0.5. A subject
+    never seen gets the prior."""
+    questions = pd.DataFrame({"subject": ["algebra"] * 3 + ["law"] * 2, "idx": range(5)})
+    values = [[1, 1], [1, 1], [0, 1], [0, np.nan], [np.nan, 0]]
+    scores = pd.DataFrame(values, columns=["a", "b"], index=pd.MultiIndex.from_frame(questions))
+    policy = SubjectPolicy(smoothing=2.0).fit(questions, scores)
+    asked = pd.DataFrame({"subject": ["law", "algebra", "chemistry"], "idx": [9, 9, 9]})
+    np.testing.assert_allclose(policy.predict_proba(asked).to_numpy(), [[1 / 3, 0.5], [0.6, 0.9], [0.5, 0.75]])
+
+
 def test_prior_is_the_training_accuracy_over_measured_rows():
     questions, scores = synthetic(200)
     proba = PriorPolicy().fit(questions, scores).predict_proba(questions.head(3))
@@ -170,9 +187,103 @@ def test_every_policy_kind_saves_and_reloads_through_the_registry(questions, kin
     assert proba.index.equals(subset.index) and list(proba.columns) == EXPERTS
     assert ((proba >= 0) & (proba <= 1) | proba.isna()).all().all()
     policy.save(tmp_path)
+    here = "cuda" if torch.cuda.is_available() else "cpu"
+    if hasattr(policy, "device"):  # a learned policy records its parameters; it may have been trained elsewhere
+        saved = json.loads((tmp_path / "policy.json").read_text())
+        assert saved["params"] == policy.get_params()
+        saved["params"]["device"] = "cpu" if here == "cuda" else "cuda"
+        (tmp_path / "policy.json").write_text(json.dumps(saved))
     reloaded = policy_class(kind).load(tmp_path)
     assert type(reloaded) is type(policy)
+    assert getattr(reloaded, "device", here) == here  # loaded on this machine's device
     np.testing.assert_allclose(reloaded.predict_proba(subset), proba, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", sorted(POLICIES))
+def test_parameters_are_read_from_the_constructor(kind):
+    policy = small_policy(kind, synthetic(10)[1]).set_params(seed=5)
+    assert set(policy.get_params()) == set(inspect.signature(type(policy)).parameters)
+    assert type(clone(policy)) is type(policy) and clone(policy).seed == 5
+
+
+@pytest.mark.parametrize("name", ["subject", "stacked"])
+def test_a_clone_is_unfitted_and_fits_alike(fitted, name):
+    questions, policies = fitted
+    copy = clone(policies[name])
+    assert not [attribute for attribute in vars(copy) if attribute.endswith("_")]
+    copy.fit(questions, synthetic(400)[1])
+    np.testing.assert_allclose(copy.predict_proba(questions), policies[name].predict_proba(questions))
+
+
+def test_build_gives_each_name_its_kind_with_the_profile_settings():
+    settings = PolicySettings.model_validate(
+        {
+            **load_profile("smoke").policy.model_dump(exclude_unset=True),
+            "knn_neighbors": 7,
+            "mf_dim": 3,
+            "encoder": {"max_length": 24, "epochs": 2},  # the other keys unset: the policy's defaults
+            "stacked": {"C": 0.02, "inner_folds": 2},
+            "causal_lm": {"quantize_4bit": True, "train_questions": 9},
+        }
+    )
+    embedder = StubEmbedder()
+    built = {name: build(name, settings, device="cpu", seed=7, embedder=embedder) for name in settings.KINDS}
+    assert {name: type(p).__name__ for name, p in built.items()} == settings.KINDS
+    assert set(settings.KINDS.values()) <= set(POLICIES)
+    assert all(p.seed == 7 and getattr(p, "embedder", embedder) is embedder for p in built.values())
+    assert (built["knn"].n_neighbors, built["mf"].dim) == (7, 3)
+    encoder = built["leeroo-encoder"]
+    assert (encoder.max_length, encoder.epochs, encoder.device) == (24, 2, "cpu")
+    assert encoder.lr == inspect.signature(EncoderPolicy).parameters["lr"].default
+    assert (built["leeroo-stacked"].C, built["leeroo-stacked"].inner_folds) == (0.02, 2)
+    assert built["logistic-probe"].C == 0.02 and built["logistic-probe"].subject  # the stacked policy's probe
+    assert built["leeroo-causal-lm-qlora"].quantize_4bit and not built["leeroo-causal-lm"].quantize_4bit
+    assert built["leeroo-causal-lm"].train_questions == 9
+    with pytest.raises(ValueError, match="unknown policy 'nope'; known policies: best-single-expert, random-mix"):
+        build("nope", settings, device="cpu", seed=0)
+    with pytest.raises(ValueError, match="from policy.causal_lm, which this profile leaves null"):
+        build("leeroo-causal-lm", load_profile("smoke").policy, device="cpu", seed=0)
+
+
+@pytest.mark.parametrize("orchestrator", ["logistic-probe", "leeroo-causal-lm", "Stacked"])
+def test_the_orchestrator_must_be_a_policy_notebook_04_fits(orchestrator):
+    settings = load_profile("smoke").policy.model_dump(exclude_unset=True)  # no causal LM
+    with pytest.raises(ValueError, match=f"orchestrator '{orchestrator}' is not a policy notebook 04 fits.*knn"):
+        PolicySettings.model_validate({**settings, "orchestrator": orchestrator})
+    assert PolicySettings.model_validate({**settings, "orchestrator": "knn"}).compared[-1] == "leeroo-stacked"
+
+
+def test_goal_evaluation_routes_the_pool_and_measures_against_the_reference():
+    """By hand: with a budget that affords the dear expert everywhere, a router that knows the outcomes
+    is right on all 4 judged questions (cheap on the first and last, dear on the two others: mean cost
+    0.55) against the cheap reference's 2 of 4; a router that always prefers cheap is the reference."""
+    outcomes = pd.DataFrame(
+        {
+            "cheap": [1, 0, 0, 1, np.nan],  # the last question is not judged: a member was not measured
+            "dear": [1, 1, 1, 0, 1],
+            "outsider": [np.nan, 1, 1, 1, 1],  # not in the pool: its gaps do not matter
+        }
+    )
+    costs = pd.Series({"cheap": 0.1, "dear": 1.0, "outsider": 0.5})
+    probas = {
+        "knows": outcomes.fillna(0.5),
+        "blind": pd.DataFrame({"cheap": 0.9, "dear": 0.5, "outsider": 0.5}, index=outcomes.index),
+    }
+    result = goal_evaluation(probas, outcomes, costs, ["cheap", "dear"], reference="cheap", budget=1.0, seed=0)
+    np.testing.assert_array_equal(result.reference, [1, 0, 0, 1])
+    table = result.table.set_index(["router", "mode"])
+    assert list(table.index) == [
+        ("knows", "sequential"),
+        ("knows", "global"),
+        ("blind", "sequential"),
+        ("blind", "global"),
+    ]
+    np.testing.assert_allclose(table["accuracy"], [1, 1, 0.5, 0.5])
+    np.testing.assert_allclose(table["points over reference"], [50, 50, 0, 0])
+    np.testing.assert_allclose(table["mean cost"], [0.55, 0.55, 0.1, 0.1])
+    np.testing.assert_allclose(table.loc["blind", ["CI low", "CI high"]], 0)
+    assert (table["CI low"] <= table["points over reference"]).all()
+    np.testing.assert_array_equal(result.correct["knows", "global"], [1, 1, 1, 1])
 
 
 def test_encoder_policy_learns_from_the_question_text(questions):
@@ -192,11 +303,19 @@ def test_unknown_policy_kind_names_the_known_ones():
 def test_light_modules_do_not_import_torch():
     """The orchestrator, evaluation and universe are light: a fresh interpreter imports them without torch
     (the serving process and the scoring command line would pay seconds for it)."""
-    code = (
-        "import sys; import leeroo_lib.universe, leeroo_lib.evaluate, leeroo_lib.aiq, leeroo_lib.orchestrator, "
-        "leeroo_lib.config, leeroo_lib.policies, leeroo_lib.pools; print(sorted(m for m in ('torch', 'transformers') "
-        "if m in sys.modules))"
-    )
+    light = [
+        "leeroo_lib.config",
+        "leeroo_lib.data",
+        "leeroo_lib.routing.universe",
+        "leeroo_lib.routing.budget",
+        "leeroo_lib.routing.orchestrator",
+        "leeroo_lib.routing.policies",
+        "leeroo_lib.routing.pools",
+        "leeroo_lib.evaluation.evaluate",
+        "leeroo_lib.evaluation.aiq",
+        "leeroo_lib.evaluation.goal",
+    ]
+    code = f"import sys, {', '.join(light)}; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -3,7 +3,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from leeroo_lib.policy_signal import expected_calibration_error, policy_signal, signal_summary, within_group_auc
+from leeroo_lib.evaluation.policy_signal import (
+    expected_calibration_error,
+    policy_signal,
+    signal_summary,
+    within_group_auc,
+)
 
 
 def test_a_subject_level_prediction_has_no_signal_within_subjects():

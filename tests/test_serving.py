@@ -3,7 +3,6 @@ service on another, the `openai` client in front. Two recorded experts are route
 policy fitted on their recorded MMLU results, their catalog prices); both endpoints point at the one
 local SmolLM2 server, one of them through /v1/completions."""
 
-import contextlib
 import json
 import math
 
@@ -12,27 +11,16 @@ import numpy as np
 import openai
 import pandas as pd
 import pytest
+from test_serving_fakes import CHEAP, DEAR, MODEL, POOL, dead, pair_orchestrator, serving
 
-from leeroo_lib.config import load_profile
-from leeroo_lib.expert_server import ExpertServer, free_port
-from leeroo_lib.experts import expert_costs, get_experts
-from leeroo_lib.live_models import SMOLLM2_GGUF, SMOLLM2_PACKAGE, fp32_folder
-from leeroo_lib.orchestrator import MICRO, Orchestrator, budget_units
-from leeroo_lib.policies import SubjectPolicy, question_texts
-from leeroo_lib.serving import (
-    Endpoint,
-    RollingBudget,
-    RoutingService,
-    chat_question,
-    create_app,
-    read_service_config,
-    running,
-    service_config,
-)
-
-CHEAP, DEAR = "mistralai/Mistral-7B-v0.1", "mistralai/Mixtral-8x7B-Instruct-v0.1"
-POOL = "pair"
-MODEL = f"leeroo-{POOL}"
+from leeroo_lib.config import load_endpoints, load_profile
+from leeroo_lib.data.benchmarks import question_texts
+from leeroo_lib.experts.live_models import SMOLLM2_GGUF, SMOLLM2_PACKAGE, fp32_folder
+from leeroo_lib.experts.server import ExpertServer
+from leeroo_lib.routing.budget import MICRO, RollingBudget, budget_units
+from leeroo_lib.serving.chat import chat_question
+from leeroo_lib.serving.endpoints import Endpoint
+from leeroo_lib.serving.keys import is_loopback
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +31,7 @@ def expert():
 
 @pytest.fixture(scope="module")
 def orchestrator(questions, recorded):
-    scores = recorded[[CHEAP, DEAR]].dropna()
-    keys = questions.set_index(["subject", "idx"]).index
-    policy = SubjectPolicy().fit(questions[keys.isin(scores.index)], scores)
-    return Orchestrator(policy, expert_costs(get_experts([CHEAP, DEAR])), pools={POOL: [CHEAP, DEAR]})
+    return pair_orchestrator(questions, recorded)
 
 
 @pytest.fixture(scope="module")
@@ -55,19 +40,12 @@ def asked(questions):
     return questions.sample(2, random_state=0)
 
 
-@contextlib.contextmanager
-def service(orchestrator, endpoints, budget=0.6, window=4):
-    routing = RoutingService(orchestrator, POOL, endpoints, budget=budget, window=window, timeout_s=60)
-    with running(create_app(routing)) as base_url:
-        yield routing, openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0), base_url
+def client(base_url):
+    return openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0)
 
 
 def live(expert, api="chat"):
     return Endpoint(expert.base_url, expert.model_id, api)
-
-
-def dead():
-    return Endpoint(f"http://127.0.0.1:{free_port()}/v1", "nothing-listens-here")
 
 
 def ask(client, row, **extra):
@@ -119,22 +97,20 @@ def test_a_written_question_is_read_back_as_the_policy_reads_it(questions):
     assert free["question"].iloc[0] == "Why is the sky blue?" and free["choices"].iloc[0] == []
 
 
-def test_the_shipped_endpoint_files_read_and_a_typo_names_itself(tmp_path):
+def test_the_shipped_endpoint_files_listen_on_this_machine_and_serve_a_pool_of_their_profile():
     for profile in ("smoke", "cpu"):
-        config = service_config(profile)
-        assert config.pool in load_profile(profile)["pools"]
-    bad = tmp_path / "endpoints.yaml"
-    bad.write_text("service: {pool: live, budget: 1, window: 5, windw: 3}\nexperts: {}\n")
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['windw'\]"):
-        read_service_config(bad)
+        settings = load_endpoints(profile).service
+        assert settings.pool in load_profile(profile).pools
+        assert is_loopback(settings.host)
 
 
+@pytest.mark.server
 def test_a_routed_answer_names_its_expert_and_matches_offline_routing(expert, orchestrator, asked):
     endpoints = {CHEAP: live(expert, "completions"), DEAR: live(expert)}
-    with service(orchestrator, endpoints) as (routing, client, base_url):
+    with serving(orchestrator, endpoints) as (routing, base_url):
         for i in range(len(asked)):
             row = asked.iloc[[i]]
-            raw = ask(client, row, budget=0.9)  # at least the dearest price: the budget binds nothing
+            raw = ask(client(base_url), row, budget=0.9)  # at least the dearest price: the budget binds nothing
             answer = raw.parse()
             offline = orchestrator.route(row, budget=0.9, pool=POOL).iloc[0]
             assert answer.model == raw.headers["x-leeroo-expert"] == offline
@@ -144,39 +120,44 @@ def test_a_routed_answer_names_its_expert_and_matches_offline_routing(expert, or
         assert stats["answered"] == len(asked) and stats["spend_usd"] > 0 and stats["completion_tokens"] >= len(asked)
 
 
+@pytest.mark.server
 def test_a_streamed_answer_comes_in_chunks_from_the_chosen_expert(expert, orchestrator, asked):
-    with service(orchestrator, {CHEAP: live(expert), DEAR: live(expert)}) as (routing, client, base_url):
-        stream = client.chat.completions.create(
+    with serving(orchestrator, {CHEAP: live(expert), DEAR: live(expert)}) as (routing, base_url):
+        stream = client(base_url).chat.completions.create(
             model=MODEL, stream=True, max_tokens=2, messages=[{"role": "user", "content": "Say hello."}]
         )
         chunks = list(stream)
-        assert {c.model for c in chunks} == {routing.stats.answered.most_common(1)[0][0]}
+        stats = routing.report("no-key")
+        assert {c.model for c in chunks} == set(stats["by_expert"])
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        assert routing.stats.completion_tokens >= 1
+        assert stats["completion_tokens"] >= 1
 
 
+@pytest.mark.server
 def test_a_chosen_expert_that_is_down_gives_way_to_the_next_affordable(expert, orchestrator, asked):
-    with service(orchestrator, {CHEAP: live(expert), DEAR: dead()}) as (routing, client, base_url):
-        raw = ask(client, asked.iloc[[0]], budget=0.9)
+    with serving(orchestrator, {CHEAP: live(expert), DEAR: dead()}) as (routing, base_url):
+        raw = ask(client(base_url), asked.iloc[[0]], budget=0.9)
         assert raw.parse().model == CHEAP
         assert raw.headers["x-leeroo-first-choice"] == DEAR and raw.headers["x-leeroo-fallbacks"] == "1"
         assert DEAR in raw.headers["x-leeroo-failed"]
 
 
+@pytest.mark.server
 def test_all_experts_down_is_a_503_that_names_them(orchestrator, asked):
-    with service(orchestrator, {CHEAP: dead(), DEAR: dead()}) as (routing, client, base_url):
+    with serving(orchestrator, {CHEAP: dead(), DEAR: dead()}) as (routing, base_url):
         with pytest.raises(openai.InternalServerError, match="no expert answered") as error:
-            ask(client, asked.iloc[[0]])
+            ask(client(base_url), asked.iloc[[0]])
         assert error.value.status_code == 503
         assert CHEAP in str(error.value) and DEAR in str(error.value)
 
 
+@pytest.mark.server
 @pytest.mark.parametrize(
     "body, problem",
     [
-        ({"budget": math.nan}, "not a finite number"),
-        ({"budget": -1}, "below the cheapest expert"),
-        ({"budget": 0.1}, "below the cheapest expert"),
+        ({"budget": math.nan}, "must be a finite number"),
+        ({"budget": -1}, "below the cheapest allowed expert"),
+        ({"budget": 0.1}, "below the cheapest allowed expert"),
         ({"budget": "cheap"}, "malformed request: body.budget"),
         ({"model": "gpt-4"}, "unknown model 'gpt-4'"),
         ({"messages": [{"role": "system", "content": "hi"}]}, "no user message"),
@@ -184,7 +165,7 @@ def test_all_experts_down_is_a_503_that_names_them(orchestrator, asked):
     ],
 )
 def test_a_bad_request_is_a_400_that_names_the_problem(orchestrator, body, problem):
-    with service(orchestrator, {CHEAP: dead(), DEAR: dead()}) as (routing, client, base_url):
+    with serving(orchestrator, {CHEAP: dead(), DEAR: dead()}) as (routing, base_url):
         request = {"model": MODEL, "messages": [{"role": "user", "content": "2+2?"}], **body}
         # json.dumps writes NaN as the bare token a careless client sends
         response = httpx.post(
@@ -195,18 +176,18 @@ def test_a_bad_request_is_a_400_that_names_the_problem(orchestrator, body, probl
         assert httpx.get(f"{base_url.removesuffix('/v1')}/health").json()["status"] == "ok"
 
 
+@pytest.mark.server
 def test_the_budget_holds_over_a_short_stream(expert, orchestrator, questions):
     budget, window = 0.4, 4
-    with service(orchestrator, {CHEAP: live(expert), DEAR: live(expert)}, budget=budget, window=window) as (
+    with serving(orchestrator, {CHEAP: live(expert), DEAR: live(expert)}, budget=budget, window=window) as (
         routing,
-        client,
         base_url,
     ):
         prices = []
         for i in range(4):
-            raw = ask(client, questions.iloc[[100 * i]])
+            raw = ask(client(base_url), questions.iloc[[100 * i]])
             prices.append(float(raw.headers["x-leeroo-price-per-1m-usd"]))
             assert float(raw.headers["x-leeroo-window-mean-price"]) <= budget + 1e-9
             assert np.mean(prices[-window:]) <= budget + 1e-9
         assert set(prices) == {0.2, 0.6}  # the dearer, more likely expert whenever the window affords it
-        assert routing.report()["mean_price_per_1m_usd"] <= budget + 1e-9
+        assert routing.report("no-key")["mean_price_per_1m_usd"] <= budget + 1e-9

@@ -2,11 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leeroo_lib.data import gold_letters, load_helm_letters, load_helm_scores
-from leeroo_lib.experts import expert_costs, load_experts
-from leeroo_lib.policies import SubjectPolicy
-from leeroo_lib.splits import make_splits, split_index
-from leeroo_lib.strategies import (
+from leeroo_lib.data.benchmarks import gold_letters
+from leeroo_lib.data.splits import make_splits, split_index
+from leeroo_lib.data.suites import load_letter_scores, load_letters
+from leeroo_lib.evaluation.strategies import (
     STRATEGY_COLUMNS,
     AgreementCascade,
     LearnedCascade,
@@ -15,6 +14,8 @@ from leeroo_lib.strategies import (
     evaluate_strategies,
     strategy_aiq,
 )
+from leeroo_lib.experts.catalog import expert_costs, load_experts
+from leeroo_lib.routing.policies.baselines import SubjectPolicy
 
 OPUS = "anthropic/claude-3-opus-20240229 (HELM)"
 GPT4O = "openai/gpt-4o-2024-05-13 (HELM)"
@@ -24,7 +25,7 @@ N_TRAIN = 4000  # a seeded share of the training rows keeps the cascade's fit to
 @pytest.fixture(scope="module")
 def helm(questions, recorded):
     """Letters, gold, prices and the fixed split restricted to the HELM rows."""
-    letters = load_helm_letters(questions)
+    letters = load_letters("helm", questions)
     test = split_index(make_splits(recorded, 0.4, 0), "test")
     test = test[test.isin(letters.index)]
     train = letters.index[~letters.index.isin(test)]
@@ -34,7 +35,7 @@ def helm(questions, recorded):
         "test": test,
         "train": train,
         "prices": expert_costs(load_experts(suite="helm")),
-        "scores": load_helm_scores(questions),
+        "scores": load_letter_scores("helm", questions),
     }
 
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from leeroo_lib.evaluate import TABLE1_COLUMNS
-from leeroo_lib.tables import percent_with_ci, table1_for_reading
+from leeroo_lib.evaluation.evaluate import TABLE1_COLUMNS
+from leeroo_lib.evaluation.tables import percent_with_ci, table1_for_reading
 
 
 def test_percent_with_ci_reads_as_the_readme_writes_it():

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leeroo_lib.universe import (
+from leeroo_lib.routing.universe import (
     chance_oracle,
     complete_questions,
     cost_aware_table,

@@ -7,11 +7,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from leeroo_lib import config
-from leeroo_lib.config import CausalLM, Encoder, available_profiles, check_settings, load_profile
-from leeroo_lib.data import load_recorded_scores, question_key
-from leeroo_lib.orchestrator import Orchestrator, allocate
-from leeroo_lib.policies import CausalLMPolicy, EncoderPolicy, KNNPolicy, PriorPolicy, SubjectPolicy
+from leeroo_lib import cli, config
+from leeroo_lib.config import CausalLM, Encoder, EndpointsFile, Profile, available_profiles, load_profile, read_settings
+from leeroo_lib.data.benchmarks import question_key
+from leeroo_lib.data.suites import load_recorded_scores
+from leeroo_lib.routing.budget import allocate
+from leeroo_lib.routing.orchestrator import Orchestrator
+from leeroo_lib.routing.policies.baselines import PriorPolicy, SubjectPolicy
+from leeroo_lib.routing.policies.embedding import KNNPolicy
+from leeroo_lib.routing.policies.neural import CausalLMPolicy, EncoderPolicy
 
 COSTS = pd.Series({"small": 0.2, "large": 0.6, "closed": 20.0})
 
@@ -127,13 +131,13 @@ def with_column(column: str, value) -> pd.DataFrame:
             frame().drop(columns="choices"),
             ValueError,
             r"questions lack the column\(s\) \['choices'\] that EncoderPolicy\.predict_proba reads \(it needs "
-            r"\['question', 'choices'\]\); build the frame like data\.load_mmlu\(\)",
+            r"\['question', 'choices'\]\); build the frame like data\.benchmarks\.load_questions\(\)",
         ),
         (
             EncoderPolicy,
             with_column("choices", "ABCD"),
             ValueError,
-            r"questions\['choices'\] must hold a list of up to 4 answer texts \(not one string.*6 row\(s\) do not "
+            r"questions\['choices'\] must hold a list of up to 10 answer texts \(not one string.*6 row\(s\) do not "
             r"\(first: row 0 holds 'ABCD'\)",
         ),
         (
@@ -147,7 +151,8 @@ def with_column(column: str, value) -> pd.DataFrame:
             KNNPolicy,
             frame().drop(columns="qkey"),
             ValueError,
-            r"\['qkey'\] that KNNPolicy\.predict_proba reads.*qkey = data\.question_key\(question, choices\)",
+            r"\['qkey'\] that KNNPolicy\.predict_proba reads.*"
+            r"qkey = data\.benchmarks\.question_key\(question, choices\)",
         ),
         (
             SubjectPolicy,
@@ -215,9 +220,13 @@ def test_missing_checksums_say_how_to_restore_them(data_copy):
 
 
 @pytest.mark.parametrize("name", available_profiles())
-def test_every_profile_fits_the_schema(name):
-    path = config.CONFIG_DIR / f"{name}.yaml"
-    check_settings(yaml.safe_load(path.read_text()), path)
+def test_every_profile_and_endpoints_file_fits_the_schema(name):
+    profile = read_settings(config.CONFIG_DIR / f"{name}.yaml", Profile)
+    assert profile.name == name and all(pool.name == key for key, pool in profile.pools.items())
+    assert all(pool.universe.min_coverage is not None for pool in profile.pools.values())
+    endpoints = config.ENDPOINTS_DIR / f"{name}.yaml"
+    if endpoints.is_file():
+        assert read_settings(endpoints, EndpointsFile).service.pool in profile.pools
 
 
 @pytest.mark.parametrize("schema, policy", [(Encoder, EncoderPolicy), (CausalLM, CausalLMPolicy)])
@@ -229,6 +238,7 @@ def bad_profile(tmp_path, monkeypatch, change) -> str:
     """A copy of the smoke profile, changed, in a private configs folder."""
     settings = yaml.safe_load((config.CONFIG_DIR / "smoke.yaml").read_text())
     change(settings)
+    settings["name"] = "typo"
     (tmp_path / "typo.yaml").write_text(yaml.safe_dump(settings))
     monkeypatch.setattr(config, "CONFIG_DIR", tmp_path)
     return "typo"
@@ -239,8 +249,8 @@ def bad_profile(tmp_path, monkeypatch, change) -> str:
     [
         (
             lambda s: s["scoring"].update(subjets=["anatomy"]),
-            r"typo\.yaml does not fit the profile schema.*\n  scoring\.subjets: unknown key; known keys here: task, "
-            r"subjects, questions_per_subject",
+            r"typo\.yaml does not fit the schema of Profile .*\n  scoring\.subjets: unknown key; "
+            r"known keys here: task, subjects, questions_per_subject",
         ),
         (
             lambda s: s["evaluation"].update(max_test_question=8),
@@ -262,6 +272,22 @@ def bad_profile(tmp_path, monkeypatch, change) -> str:
             r"names pools it does not define \(selfplay\.pool: 'opn'\); "
             r"its pools are \['frontier', 'live', 'mix', 'open'\]",
         ),
+        (
+            lambda s: s["pools"]["mix"]["universe"].update(rule="cost_aware"),
+            r"pools\.mix\.universe: the cost_aware rule, and only it, takes a budget",
+        ),
+        (
+            lambda s: s["pools"]["mix"]["universe"].update(rule="greedyy"),
+            r"pools\.mix\.universe\.rule: Input should be 'greedy' or 'cost_aware', got 'greedyy'",
+        ),
+        (
+            lambda s: s["scoring"]["live_experts"][0].update(backend="local-completions", method="generative"),
+            r"scoring\.live_experts\[0\]: backend 'local-completions' scores by loglikelihood, not 'generative'",
+        ),
+        (
+            lambda s: s["scoring"].update(quantization={"precisions": ["nf4"], "questions_per_subject": 2}),
+            r"scoring\.quantization: precisions must hold 'fp32'",
+        ),
     ],
 )
 def test_a_profile_that_does_not_fit_the_schema_names_file_key_and_known_keys(tmp_path, monkeypatch, change, message):
@@ -278,6 +304,21 @@ def test_a_profile_that_is_not_a_mapping_is_named(tmp_path, monkeypatch):
 
 
 def test_the_command_line_check_prints_the_librarys_message(capsys):
-    assert config.main(["nope"]) == 2
+    assert cli.main(["check-profile", "nope"]) == 2
     assert "error: unknown profile 'nope': choose one of" in capsys.readouterr().err
-    assert config.main(["smoke"]) == 0
+    assert cli.main(["check-profile", "smoke", "cpu"]) == 0
+
+
+def test_an_endpoints_file_that_does_not_fit_names_the_key(tmp_path):
+    path = tmp_path / "endpoints.yaml"
+    service = "service: {pool: open, budget: 0.2, window: 4}\n"
+    path.write_text(service + "experts:\n  a: {base_url: http://127.0.0.1:9/v1}\n")
+    with pytest.raises(
+        ValueError,
+        match=r"endpoints\.yaml does not fit the schema of EndpointsFile.*\n  experts\.a: give "
+        r"base_url and model",
+    ):
+        read_settings(path, EndpointsFile)
+    path.write_text("service: {pool: open, budget: 0.2, windw: 4}\n")
+    with pytest.raises(ValueError, match=r"service\.windw: unknown key; known keys here: pool, budget, window"):
+        read_settings(path, EndpointsFile)

@@ -28,11 +28,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .aiq import routed_accuracy
-from .data import LETTERS, question_key
-from .live_models import model_source, nf4_model
-from .orchestrator import Orchestrator
-from .splits import split_index
+from ..config import LiveExpert, ModelSource
+from ..data.benchmarks import MMLU_LETTERS, question_key
+from ..data.splits import split_index
+from ..experts.live_models import model_source, nf4_model
+from .orchestrator import Orchestrator, routed_accuracy
 from .universe import greedy_universe
 
 STRATEGIES = ("epsilon_greedy", "uniform", "full")
@@ -192,17 +192,19 @@ class SelfPlayLoop:
         self.evaluations = 0
         self.round = 0
 
-    def _round_budget(self) -> int:
+    def _round_evaluations(self) -> int:
+        """How many expert evaluations this round may spend."""
         return int(round(self.first_round_evaluations * self.growth**self.round))
 
-    def _orchestrate(self, budget: int) -> tuple[pd.DataFrame, list[list[str]]]:
-        """The next questions and their experts, as many as the round's budget of evaluations allows."""
-        batch = self.generator.propose(budget, self.policy)
+    def _orchestrate(self, evaluations: int) -> tuple[pd.DataFrame, list[list[str]]]:
+        """The next questions and their experts, as many as the round's ``evaluations`` allow; the
+        policy's top expert of each is chosen under the loop's cost ``budget``."""
+        batch = self.generator.propose(evaluations, self.policy)
         top = None if self.policy is None else self._orchestrator().route(batch, self.budget)
         chosen = choose_experts(
             self.strategy, top, self.evaluator.available(batch, self.experts), self.epsilon, self._rng
         )
-        keep = max(1, int(np.searchsorted(np.cumsum([len(c) for c in chosen]), budget, side="right")))
+        keep = max(1, int(np.searchsorted(np.cumsum([len(c) for c in chosen]), evaluations, side="right")))
         self.generator.consume(batch.iloc[:keep])
         return batch.iloc[:keep], chosen[:keep]
 
@@ -226,8 +228,7 @@ class SelfPlayLoop:
         return routed_accuracy(routes, self.test_outcomes.set_axis(self.test_questions.index)[self.policy.experts_])
 
     def run_round(self) -> dict:
-        budget = self._round_budget()
-        questions, chosen = self._orchestrate(budget)
+        questions, chosen = self._orchestrate(self._round_evaluations())
         outcomes = self.evaluator.evaluate(questions, chosen)
         kinds = signal(outcomes[self.experts])
         self.log = pd.concat(
@@ -324,8 +325,8 @@ _QUESTION = re.compile(r"Question\s*:\s*(.+?)\s*(?=^\s*\(?A[.):])", re.DOTALL | 
 
 
 def format_question(question: str, choices, answer: int) -> str:
-    options = "\n".join(f"{letter}. {choice}" for letter, choice in zip(LETTERS, choices))
-    return f"Question: {question}\n{options}\nAnswer: {LETTERS[answer]}"
+    options = "\n".join(f"{letter}. {choice}" for letter, choice in zip(MMLU_LETTERS, choices))
+    return f"Question: {question}\n{options}\nAnswer: {MMLU_LETTERS[answer]}"
 
 
 def parse_generation(text: str, example: str = "") -> dict:
@@ -339,16 +340,16 @@ def parse_generation(text: str, example: str = "") -> dict:
     options = {}
     for letter, option in _OPTION.findall(text[found.end() :]):
         options.setdefault(letter, option)
-    missing = [c for c in LETTERS if c not in options]
+    missing = [c for c in MMLU_LETTERS if c not in options]
     if missing:
         return {**parsed, "valid": False, "reason": f"missing option(s) {', '.join(missing)}"}
-    parsed["choices"] = [options[c] for c in LETTERS]
+    parsed["choices"] = [options[c] for c in MMLU_LETTERS]
     if len({c.lower() for c in parsed["choices"]}) < 4:
         return {**parsed, "valid": False, "reason": "options are not four distinct answers"}
     answer = _ANSWER.search(text[found.end() :])
     if not answer:
         return {**parsed, "valid": False, "reason": "no 'Answer:' with a letter A-D"}
-    parsed["answer"] = LETTERS.index(answer.group(1))
+    parsed["answer"] = MMLU_LETTERS.index(answer.group(1))
     if example and " ".join(example.split()).startswith(f"Question: {parsed['question']}"):
         return {**parsed, "valid": False, "reason": "copies the example question"}
     return {**parsed, "valid": True, "reason": ""}
@@ -357,12 +358,13 @@ def parse_generation(text: str, example: str = "") -> dict:
 class LLMGenerator:
     """An instruct LM writes a new question for a subject, shown one training question of that
     subject as the format; each generation is parsed and validated (``parse_generation``).
-    ``model`` is a profile entry: {gguf: {package, file}} (CPU) or {pretrained: hub id, load_in_4bit}.
+    ``model`` is a profile entry (``config.ModelSource``): {gguf: {package, file}} (CPU) or
+    {pretrained: hub id, load_in_4bit}.
     Generations are cached under their settings, so a rerun costs nothing."""
 
     def __init__(
         self,
-        model: dict,
+        model: ModelSource,
         examples: pd.DataFrame,
         max_new_tokens: int = 200,
         temperature: float = 0.7,
@@ -382,7 +384,7 @@ class LLMGenerator:
 
         source = model_source(self.model)
         tokenizer = AutoTokenizer.from_pretrained(source)
-        if self.model.get("load_in_4bit", False):
+        if self.model.load_in_4bit:
             model = nf4_model(AutoModelForCausalLM, source, self.device)
         else:
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).to(self.device)
@@ -400,7 +402,7 @@ class LLMGenerator:
         """One generation per subject, in one batch: subject, text, valid, reason, question, choices,
         answer, qkey. Each stops at the end-of-text token or after ``max_new_tokens``."""
         settings = {
-            "model": self.model,
+            "model": self.model.model_dump(exclude_unset=True),
             "max_new_tokens": self.max_new_tokens,
             "temperature": self.temperature,
             "seed": self.seed,
@@ -443,11 +445,11 @@ class LLMGenerator:
         return pd.DataFrame(rows)
 
 
-def answer_live(generated: pd.DataFrame, experts: list[dict], folder: Path) -> pd.DataFrame:
+def answer_live(generated: pd.DataFrame, experts: list[LiveExpert], folder: Path) -> pd.DataFrame:
     """eval(e_j(q)) of live experts on valid generated questions, scored zero-shot by
     lm-evaluation-harness (``scoring``): one row per question, one 0/1 column per expert. The result
     is kept in ``folder`` and reused while the questions are the same."""
-    from .scoring import evaluate_questions, load_expert_model, scoring_method, task_manager, write_local_tasks
+    from ..experts.scoring import evaluate_questions, load_expert_model, task_manager, write_local_tasks
 
     folder = Path(folder)
     valid = generated[generated["valid"]].copy()
@@ -455,15 +457,13 @@ def answer_live(generated: pd.DataFrame, experts: list[dict], folder: Path) -> p
     stored = folder / "live_answers.parquet"
     if stored.is_file():
         cached = pd.read_parquet(stored)
-        if list(cached["qkey"]) == list(valid["qkey"]) and {e["name"] for e in experts} <= set(cached.columns):
+        if list(cached["qkey"]) == list(valid["qkey"]) and {e.name for e in experts} <= set(cached.columns):
             return cached
     task_dir = write_local_tasks(valid, folder / "tasks", sorted(valid["subject"].unique()))
     manager = task_manager(task_dir)
     result = valid[["subject", "idx", "qkey", "answer"]].reset_index(drop=True)
     for entry in experts:
-        scored, _ = evaluate_questions(
-            load_expert_model(entry), valid, 0, task_dir, manager, method=scoring_method(entry)
-        )
-        result[entry["name"]] = result[["subject", "idx"]].merge(scored, on=["subject", "idx"])["correct"]
+        scored, _ = evaluate_questions(load_expert_model(entry), valid, 0, task_dir, manager, method=entry.method)
+        result[entry.name] = result[["subject", "idx"]].merge(scored, on=["subject", "idx"])["correct"]
     result.to_parquet(stored, index=False)
     return result

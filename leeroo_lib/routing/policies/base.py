@@ -11,18 +11,10 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 
-from ..data import LETTERS
-from ..splits import split_index
-from ..validation import check_question_frame, check_questions, check_scores
-
-
-def question_texts(questions: pd.DataFrame) -> list[str]:
-    """What a policy reads: the stem, then the four lettered choices."""
-    return [
-        stem + "\n" + "\n".join(f"{letter}. {choice}" for letter, choice in zip(LETTERS, choices))
-        for stem, choices in zip(questions["question"], questions["choices"])
-    ]
+from ...data.splits import split_index
+from ...validation import check_question_frame, check_questions, check_scores
 
 
 def score_targets(questions: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
@@ -114,9 +106,13 @@ def _checked_predict_proba(predict_proba):
     return checked
 
 
-class Policy:
+class Policy(BaseEstimator):
     """The shared part of every policy: its experts, the columns it reads, the output frame, saving
     and loading.
+
+    A policy follows scikit-learn's conventions (``BaseEstimator``): its settings are the arguments of
+    ``__init__``, kept under their own names, so ``get_params``, ``clone`` and saving read them from
+    the signature; what ``fit`` learns ends in ``_``.
 
     Every subclass's ``fit`` and ``predict_proba`` check their arguments first (they are wrapped when
     the subclass is defined), so a frame without the columns a policy reads fails before any model

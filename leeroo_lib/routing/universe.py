@@ -21,7 +21,7 @@ from math import comb
 import numpy as np
 import pandas as pd
 
-from .evaluate import paper_rows
+from ..data.suites import paper_rows
 
 # Exact search visits every k-subset; past this many it would take minutes, use the greedy.
 EXACT_MAX_SUBSETS = 200_000

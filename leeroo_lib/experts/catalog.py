@@ -1,8 +1,9 @@
 """The expert catalog: who can answer, at what price.
 
-One catalog per run: the recorded suites (data/experts.csv, the 13 experts of the paper's era;
-data/experts_helm.csv, eight frontier models scored by HELM) plus the profile's live experts, scored
-in notebook 01. Every pool draws its candidates from it (``leeroo_lib.pools``).
+One catalog per run: the recorded suites (data/experts.csv, the 13 experts of the paper's era, and
+data/experts_helm.csv, eight frontier models scored by HELM, both on MMLU; data/experts_mmlu_pro.csv,
+29 models on MMLU-Pro) plus the profile's live experts, scored in notebook 01. Every pool draws its
+candidates from it (``leeroo_lib.routing.pools``).
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from .data import verify_data_file
-from .scoring import protocol, scoring_method
+from ..data.suites import verify_data_file
 
 # Recorded suites: name -> catalog file under data/.
-SUITES = {"recorded": "experts.csv", "helm": "experts_helm.csv"}
+SUITES = {"recorded": "experts.csv", "helm": "experts_helm.csv", "mmlu_pro": "experts_mmlu_pro.csv"}
+SUITE_BENCHMARK = {"recorded": "mmlu", "helm": "mmlu", "mmlu_pro": "mmlu_pro"}  # what each suite answered
 LIVE_SUITE = "live"
 
 
 @dataclass(frozen=True)
 class Expert:
-    """One LLM expert as the paper prices it: serving cost in USD per 1M tokens."""
+    """One LLM expert as the paper prices it: serving cost in USD per 1M tokens (the mean of its input
+    and output prices where the suite gives them: the MMLU-Pro suite, whose answers' lengths are known)."""
 
     name: str
     params_b: float | None
@@ -33,6 +35,8 @@ class Expert:
     protocol: str
     source: str
     suite: str = "recorded"
+    input_usd_per_1m: float | None = None
+    output_usd_per_1m: float | None = None
 
 
 def load_experts(data_dir: Path | None = None, suite: str = "recorded") -> list[Expert]:
@@ -50,14 +54,18 @@ def load_experts(data_dir: Path | None = None, suite: str = "recorded") -> list[
             protocol=r.protocol,
             source=r.source,
             suite=suite,
+            input_usd_per_1m=getattr(r, "input_usd_per_1m", None),
+            output_usd_per_1m=getattr(r, "output_usd_per_1m", None),
         )
         for r in df.itertuples()
     ]
 
 
 def load_catalog(cfg=None, data_dir: Path | None = None) -> list[Expert]:
-    """Every recorded suite, plus the live experts of profile ``cfg`` when given; names are unique."""
-    catalog = [e for suite in SUITES for e in load_experts(data_dir, suite)]
+    """Every recorded suite, or, given a profile ``cfg``, those of its ``benchmarks`` plus its live
+    experts (scored on MMLU); names are unique."""
+    suites = [s for s in SUITES if cfg is None or SUITE_BENCHMARK[s] in cfg.benchmarks]
+    catalog = [e for suite in suites for e in load_experts(data_dir, suite)]
     if cfg is not None:
         catalog += live_experts(cfg)
     names = pd.Series([e.name for e in catalog])
@@ -112,17 +120,33 @@ def live_experts(cfg) -> list[Expert]:
     Their price and size class come from the profile's ``scoring.live_experts`` entries; like any
     expert they enter a pool when the pool names them as candidates and the universe serves them.
     """
-    settings = cfg["scoring"]
+    settings = cfg.scoring
     return [
         Expert(
-            name=e["name"],
-            params_b=e.get("params_b"),
-            size_class=e["size_class"],
-            cost_per_1m_usd=float(e["cost_per_1m_usd"]),
-            access=e.get("access", "open"),
-            protocol=f"live: {protocol(settings['num_fewshot'], settings['task'], scoring_method(e))}",
-            source=e["source"],
+            name=e.name,
+            params_b=e.params_b,
+            size_class=e.size_class,
+            cost_per_1m_usd=float(e.cost_per_1m_usd),
+            access=e.access,
+            protocol=f"live: {protocol(settings.num_fewshot, settings.task, e.method)}",
+            source=e.source,
             suite=LIVE_SUITE,
         )
-        for e in settings["live_experts"]
+        for e in settings.live_experts
     ]
+
+
+METHODS = ("loglikelihood", "generative")
+
+
+def protocol(num_fewshot: int, task: str, method: str = "loglikelihood") -> str:
+    """How a live expert was scored (``task``: 'local' or 'mmlu'), stored with every row and shown in the tables."""
+    shots = {"local": "shots: first test questions of the subject", "mmlu": "shots: MMLU dev split"}
+    if task not in shots:
+        raise ValueError(f"scoring task must be 'local' or 'mmlu', not '{task}'")
+    if method not in METHODS:
+        raise ValueError(f"scoring method must be one of {METHODS}, not '{method}'")
+    if method == "generative" and task != "local":
+        raise ValueError("generative scoring reads the project's own question file: set scoring.task to 'local'")
+    scored_by = {"loglikelihood": "loglikelihood", "generative": "generative, letter parsed"}[method]
+    return f"lm-eval {num_fewshot}-shot {scored_by} ({task} task, {shots[task]})"

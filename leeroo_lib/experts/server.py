@@ -8,6 +8,7 @@ served model id is the folder's path (``transformers serve`` pins itself to the 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import os
 import signal
@@ -24,6 +25,7 @@ import httpx
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1"}
 LOG_TAIL_CHARS = 3000
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+STOP_TIMEOUT_S = 10  # a server that ignores SIGTERM this long gets SIGKILL
 
 
 def _die_with_parent() -> None:
@@ -53,7 +55,7 @@ class ExpertServer:
         if not (self.model_dir / "config.json").is_file():
             raise FileNotFoundError(
                 f"{self.model_dir} is not a model folder (no config.json): pass a folder written by "
-                "save_pretrained, e.g. leeroo_lib.live_models.fp32_folder(...)"
+                "save_pretrained, e.g. leeroo_lib.experts.live_models.fp32_folder(...)"
             )
         self.host = host
         self.port = port
@@ -140,15 +142,22 @@ class ExpertServer:
             f"{self.log_tail()}"
         )
 
+    def terminate(self) -> None:
+        """SIGTERM to the server's process group, without waiting: ``stop`` waits. Several servers told
+        first stop in the time of the slowest, not the sum."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+
     def stop(self) -> None:
-        """SIGTERM to the server's process group, SIGKILL after 10 s; waits so no zombie is left,
-        then deletes the log."""
+        """SIGTERM to the server's process group, SIGKILL after ``STOP_TIMEOUT_S``; waits so no zombie is
+        left, then deletes the log."""
         if self.process is None:
             return
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()

@@ -19,13 +19,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .evaluate import picked_outcomes
-from .orchestrator import allocate
-
-
-def routed_accuracy(routes: pd.Series, outcomes: pd.DataFrame) -> float:
-    """Mean measured outcome of the routed expert per question (``outcomes`` indexed like ``routes``)."""
-    return float(picked_outcomes(routes, outcomes).mean())
+from ..routing.budget import allocate
+from ..routing.orchestrator import routed_accuracy
 
 
 def cost_accuracy_curve(
@@ -60,6 +55,30 @@ def non_decreasing_hull(cost, accuracy) -> tuple[np.ndarray, np.ndarray]:
     x, y = map(np.asarray, zip(*hull))
     top = int(np.argmax(y)) + 1
     return x[:top], y[:top]
+
+
+def zero_router(outcomes: pd.DataFrame, costs: pd.Series, budget: float) -> tuple[np.ndarray, dict[str, float]]:
+    """RouterBench's zero router at ``budget``: the best random mix of two single experts whose mean price
+    is ``budget`` (the non-decreasing convex hull of the experts' (price, accuracy) points, read there). A
+    router earns its keep only above it. ``outcomes``: questions x experts, every cell measured. Returns
+    each question's expected outcome under the mix, and the mix (expert -> share of the questions)."""
+    prices = costs[outcomes.columns].astype(float)
+    accuracy = outcomes.mean()
+    x, y = non_decreasing_hull(prices.to_numpy(), accuracy.to_numpy())
+    if budget < x[0]:
+        raise ValueError(f"budget {budget} is below the cheapest expert, {prices.idxmin()} at {x[0]}: raise it")
+
+    def vertex(i: int) -> str:  # the most accurate expert at the hull's i-th price
+        return accuracy[prices == x[i]].idxmax()
+
+    i = int(np.searchsorted(x, budget, side="right")) - 1
+    if i == len(x) - 1:
+        mix = {vertex(i): 1.0}
+    else:
+        share = float((budget - x[i]) / (x[i + 1] - x[i]))
+        mix = {vertex(i): 1.0 - share, vertex(i + 1): share} if share > 0 else {vertex(i): 1.0}
+    expected = sum(weight * outcomes[expert].to_numpy(float) for expert, weight in mix.items())
+    return expected, mix
 
 
 def aiq(cost, accuracy, low: float, high: float) -> float:

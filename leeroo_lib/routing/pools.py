@@ -11,23 +11,21 @@ A pool is a profile setting (``pools:`` in configs/<profile>.yaml), not code:
 The universe (Eq. 2, Algorithm 1) is chosen on the **training split only**: on the pool's training
 questions (train-split rows where some candidate was measured), among the eligible candidates. A
 candidate measured on only part of them is eligible when it covers at least ``min_coverage`` of them
-(``universe.min_coverage`` of the profile, or of the pool); the universe is then computed on the rows every eligible
+(``universe.min_coverage`` of the pool, else of the profile); the universe is then computed on the rows every eligible
 candidate covers: a missing value is never filled. S(U) on the test split is reported beside, never
 used to choose.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
-from .experts import Expert, expert_costs
-from .splits import split_index
+from ..config import Pool
+from ..data.splits import split_index
+from ..experts.catalog import Expert, expert_costs
 from .universe import greedy_universe
 
-RULES = ("greedy", "cost_aware")
 UNIVERSE_COLUMNS = [
     "pool",
     "expert",
@@ -43,63 +41,6 @@ UNIVERSE_COLUMNS = [
     "n_train",
     "n_test",
 ]
-
-
-@dataclass(frozen=True)
-class Pool:
-    """One pool of a profile: how its candidates are chosen, its universe rule, its evaluation budgets."""
-
-    name: str
-    suites: tuple[str, ...] = ()
-    access: str | None = None
-    names: tuple[str, ...] = ()
-    rule: str = "greedy"
-    k: int | None = None
-    budget: float | None = None
-    min_coverage: float = 0.5
-    budgets: tuple[float, ...] = ()
-
-    def candidates(self, catalog: list[Expert]) -> list[str]:
-        """Catalog experts of the pool's suites (and access, when set), plus those named, in catalog order."""
-        known = {e.name for e in catalog}
-        unknown = [n for n in self.names if n not in known]
-        if unknown:
-            raise ValueError(f"pool '{self.name}' names unknown expert(s) {unknown}; the catalog has {sorted(known)}")
-        return [
-            e.name
-            for e in catalog
-            if (e.suite in self.suites and self.access in (None, e.access)) or e.name in self.names
-        ]
-
-
-def pools_of(cfg) -> dict[str, Pool]:
-    """The pools of a profile, in the order the profile lists them; ``min_coverage`` defaults to the
-    profile's ``universe.min_coverage``."""
-    pools = {}
-    for name, spec in cfg["pools"].items():
-        candidates, universe = spec.get("candidates", {}), spec.get("universe", {})
-        rule = universe.get("rule", "greedy")
-        if rule not in RULES:
-            raise ValueError(
-                f"pool '{name}' of profile '{cfg.name}': unknown universe rule '{rule}', use one of {RULES}"
-            )
-        if (rule == "cost_aware") != ("budget" in universe):
-            raise ValueError(
-                f"pool '{name}' of profile '{cfg.name}': the cost_aware rule, and only it, takes a "
-                "budget (summed price of the universe, USD per 1M tokens)"
-            )
-        pools[name] = Pool(
-            name=name,
-            suites=tuple(candidates.get("suites", ())),
-            access=candidates.get("access"),
-            names=tuple(candidates.get("names", ())),
-            rule=rule,
-            k=universe.get("k"),
-            budget=universe.get("budget"),
-            min_coverage=float(universe.get("min_coverage", cfg["universe"]["min_coverage"])),
-            budgets=tuple(spec.get("budgets", ())),
-        )
-    return pools
 
 
 def eligibility(scores: pd.DataFrame, splits: pd.DataFrame, candidates: list[str], min_coverage: float) -> pd.DataFrame:
@@ -133,13 +74,15 @@ def choose_universe(scores: pd.DataFrame, splits: pd.DataFrame, pool: Pool, cata
     """The pool's universe, chosen on training-split rows only: one row per candidate (columns
     ``UNIVERSE_COLUMNS``), the served ones first in the order Algorithm 1 added them, with S(U) on the
     train rows after each addition and, beside it, on the test rows (never used to choose)."""
-    candidates = pool.candidates(catalog)
+    candidates = pool.members(catalog)
     if not candidates:
         raise ValueError(
-            f"pool '{pool.name}' has no candidate: its suites {list(pool.suites)}, access "
-            f"{pool.access!r} and names {list(pool.names)} match no expert of the catalog"
+            f"pool '{pool.name}' has no candidate: its suites {pool.candidates.suites}, access "
+            f"{pool.candidates.access!r} and names {pool.candidates.names} match no expert of the catalog"
         )
-    min_coverage = pool.min_coverage
+    min_coverage = pool.universe.min_coverage
+    if min_coverage is None:
+        raise ValueError(f"pool '{pool.name}': set universe.min_coverage (a profile gives its own by default)")
     table = eligibility(scores, splits, candidates, min_coverage)
     eligible = table.loc[table["eligible"], "expert"].tolist()
     if not eligible:
@@ -154,8 +97,9 @@ def choose_universe(scores: pd.DataFrame, splits: pd.DataFrame, pool: Pool, cata
             f"{eligible}; score them on common questions"
         )
     costs = expert_costs([e for e in catalog if e.name in eligible])
-    budget = {"costs": costs, "budget": pool.budget} if pool.rule == "cost_aware" else {}
-    steps = greedy_universe(train, k=pool.k or len(eligible), **budget)
+    rule = pool.universe
+    budget = {"costs": costs, "budget": rule.budget} if rule.rule == "cost_aware" else {}
+    steps = greedy_universe(train, k=rule.k or len(eligible), **budget)
     if not steps:
         raise ValueError(
             f"pool '{pool.name}' serves no expert: none of {eligible} answers any of its {len(train)} "

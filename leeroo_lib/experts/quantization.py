@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .data import LETTERS
+from ..data.benchmarks import MMLU_LETTERS
 from .scoring import live_sample, load_expert_model, safe_name, score_job, select_questions
 
 PRECISIONS = {"fp32": False, "nf4": True}  # name -> load_in_4bit
 REFERENCE = "fp32"
-LOGLIKS = [f"loglik_{c}" for c in LETTERS]
+LOGLIKS = [f"loglik_{c}" for c in MMLU_LETTERS]
 
 
 def precision_path(cfg, name: str, precision: str):
@@ -28,7 +28,7 @@ def precision_path(cfg, name: str, precision: str):
 def quantization_sample(cfg, questions: pd.DataFrame, among: pd.Index | None = None) -> pd.DataFrame:
     """``scoring.quantization.questions_per_subject`` of each subject (all when None), drawn (seeded)
     from the live experts' own sample, so the comparison reads questions the profile scores anyway."""
-    per_subject = cfg["scoring"]["quantization"]["questions_per_subject"]
+    per_subject = cfg.scoring.quantization.questions_per_subject
     return select_questions(live_sample(cfg, questions, among), per_subject, cfg.seed)
 
 
@@ -56,30 +56,24 @@ def quantization_table(cfg, questions: pd.DataFrame, among: pd.Index | None = No
     """One row per in-process live expert and precision of ``scoring.quantization.precisions``:
     expert, precision, n_questions, accuracy, same_letter_share and loglik_corr (against fp32 on the
     same questions), memory_mb (the loaded model's footprint) and seconds (scoring time, no loading)."""
-    settings = cfg["scoring"]["quantization"]
-    unknown = set(settings["precisions"]) - set(PRECISIONS)
-    if unknown or REFERENCE not in settings["precisions"]:
-        raise ValueError(
-            f"scoring.quantization.precisions must hold '{REFERENCE}' and only {list(PRECISIONS)}, "
-            f"not {settings['precisions']}"
-        )
+    settings = cfg.scoring.quantization
     picked = quantization_sample(cfg, questions, among)
     table = []
-    for entry in cfg["scoring"]["live_experts"]:
-        if entry["backend"] != "hf":
+    for entry in cfg.scoring.live_experts:
+        if entry.backend != "hf":
             continue  # a served expert's precision is the server's
         rows, memory = {}, {}
-        for precision in settings["precisions"]:
-            at_precision = {**entry, "load_in_4bit": PRECISIONS[precision]}
+        for precision in settings.precisions:
+            at_precision = entry.model_copy(update={"load_in_4bit": PRECISIONS[precision]})
             # loaded even when every row is stored: its footprint is part of the table
-            lm = load_expert_model(at_precision, cfg["scoring"]["batch_size"], cfg["device"])
+            lm = load_expert_model(at_precision, cfg.scoring.batch_size, cfg.device)
             memory[precision] = lm.model.get_memory_footprint() / 2**20
             rows[precision] = score_job(
-                cfg, questions, at_precision, picked, precision_path(cfg, entry["name"], precision), model=lm
+                cfg, questions, at_precision, picked, precision_path(cfg, entry.name, precision), model=lm
             )
             del lm
         for row in compare(rows, rows[REFERENCE]):
-            table.append({"expert": entry["name"], **row, "memory_mb": memory[row["precision"]]})
+            table.append({"expert": entry.name, **row, "memory_mb": memory[row["precision"]]})
     columns = [
         "expert",
         "precision",

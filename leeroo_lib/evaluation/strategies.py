@@ -1,9 +1,9 @@
 """Strategies that may ask more than one expert per question, measured on recorded letters.
 
 The paper asks one expert per query. A strategy here may ask several, and pays the sum of the
-prices of the experts it called. Its inputs are a letters frame (questions x experts, 'A'-'D' or
-missing, as ``data.load_helm_letters`` gives), the gold letters (``data.gold_letters``) and the
-experts' prices; it answers each question with a letter, a cost and the experts called, in order.
+prices of the experts it called. Its inputs are a letters frame (questions x experts, 'A'-'J' or
+missing, as ``data.suites.load_letters`` gives), the gold letters (``data.benchmarks.gold_letters``) and
+the experts' prices; it answers each question with a letter, a cost and the experts called, in order.
 Only a suite that stores the letters can be replayed this way: the recorded suite keeps right/wrong
 alone, so two of its experts that are both wrong cannot be told to agree or disagree.
 
@@ -24,8 +24,8 @@ from sklearn.model_selection import KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..data.benchmarks import LETTERS
 from .aiq import aiq
-from .data import LETTERS
 from .evaluate import bootstrap_ci
 
 STRATEGY_COLUMNS = ["strategy", "pool", "budget", "mean_cost", "accuracy", "ci_low", "ci_high", "calls_per_question"]
@@ -40,7 +40,8 @@ def _codes(letters: pd.DataFrame, experts: list[str]) -> np.ndarray:
     unknown = [e for e in experts if e not in letters.columns]
     if unknown:
         raise ValueError(
-            f"the letters frame has no column for expert(s) {unknown}: pass the pool's letters (data.load_helm_letters)"
+            f"the letters frame has no column for expert(s) {unknown}: pass the pool's letters "
+            "(data.suites.load_letters)"
         )
     values = letters[experts]
     odd = ~(values.isin(list(LETTERS)) | values.isna())
@@ -289,7 +290,7 @@ class LearnedCascade:
     lands near it, not exactly on it).
 
     ``proba``: a policy's predicted chances, index (subject, idx), one column per expert of the pool
-    (e.g. ``SubjectPolicy`` fitted on the training rows of ``data.load_helm_scores``; chances of
+    (e.g. ``SubjectPolicy`` fitted on the training rows of ``data.suites.load_letter_scores``; chances of
     the training rows from a policy that did not see them make the training accuracy honest).
     """
 

@@ -12,7 +12,7 @@ from sklearn.model_selection import KFold
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from ..embeddings import SentenceEmbedder
+from ...data.embeddings import SentenceEmbedder
 from .base import Policy, most_evaluated_questions, prior_accuracy, score_targets
 from .baselines import SubjectPolicy
 from .training import masked_bce, train_with_early_stopping, validation_split
@@ -130,8 +130,8 @@ class LogisticProbePolicy(Policy):
     of ``StackedPolicy``) standardises it on the fitted rows and adds the subject's one-hot, so that a small
     ``C`` shrinks every direction alike and the probe starts from each subject's accuracy."""
 
-    def __init__(self, embedder, C: float = 1.0, subject: bool = False, seed: int = 0):
-        self.embedder = embedder
+    def __init__(self, embedder: SentenceEmbedder | None = None, C: float = 1.0, subject: bool = False, seed: int = 0):
+        self.embedder = embedder or SentenceEmbedder()
         self.C = C
         self.subject = subject
         self.seed = seed

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .config import ROOT
+from ..config import ROOT, ModelSource
 
 CACHE_DIR = ROOT / ".cache" / "live_models"
 DONE_MARKER = "CONVERTED"
@@ -87,13 +87,13 @@ def fp32_folder(package: str, file: str, assemble: bool = False, cache_dir: Path
     return folder
 
 
-def model_source(entry: dict) -> str:
+def model_source(entry: ModelSource) -> str:
     """The model folder or hub id of a profile entry: ``{gguf: {package, file[, assemble]}}`` or
     ``{pretrained: hub id or folder}``."""
-    if "gguf" in entry:
-        return str(fp32_folder(**entry["gguf"]))
-    if "pretrained" in entry:
-        return entry["pretrained"]
+    if entry.gguf is not None:
+        return str(fp32_folder(**entry.gguf.model_dump()))
+    if entry.pretrained is not None:
+        return entry.pretrained
     raise ValueError(f"model entry {entry} needs 'gguf' ({{package, file}}) or 'pretrained' (hub id or folder)")
 
 

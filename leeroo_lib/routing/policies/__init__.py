@@ -11,18 +11,21 @@ stacked with the subject's accuracy) and
 ``neural`` (the paper's: a small LM reads the query, ``EncoderPolicy`` on all-MiniLM-L6-v2,
 ``CausalLMPolicy`` on SmolLM2 with LoRA or QLoRA). ``POLICIES`` names every kind; a kind's module
 is imported when the kind is first used, so importing this package does not import torch.
+``build(name, cfg.policy, ...)`` builds a policy by the name notebook 04 and the benchmarks give it
+(``config.PolicySettings.KINDS``), with the profile's settings for it.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 
+from ...config import PolicySettings
 from .base import (
     FIT_COLUMNS,
     Policy,
     most_evaluated,
     prior_accuracy,
-    question_texts,
     score_targets,
     training_questions,
 )
@@ -45,10 +48,10 @@ __all__ = [
     "FIT_COLUMNS",
     "POLICIES",
     "Policy",
+    "build",
     "most_evaluated",
     "policy_class",
     "prior_accuracy",
-    "question_texts",
     "score_targets",
     "training_questions",
     *POLICIES,
@@ -62,8 +65,20 @@ def policy_class(kind: str) -> type[Policy]:
     return getattr(importlib.import_module(f"{__name__}.{POLICIES[kind]}"), kind)
 
 
+def build(name: str, settings: PolicySettings, *, device: str, seed: int, embedder=None) -> Policy:
+    """The policy ``name`` (a key of ``PolicySettings.KINDS``, e.g. ``"leeroo-stacked"``), unfitted, with
+    the keyword arguments a profile's policy ``settings`` give it and ``seed``; a kind that runs a model
+    gets ``device``, one on sentence embeddings ``embedder`` (pass one embedder to every policy so that
+    each question is embedded once)."""
+    arguments = settings.arguments(name)
+    kind = policy_class(settings.KINDS[name])
+    takes = inspect.signature(kind).parameters
+    shared = {key: value for key, value in {"device": device, "embedder": embedder}.items() if key in takes}
+    return kind(**arguments, **shared, seed=seed)
+
+
 def __getattr__(name: str):
-    """``from leeroo_lib.policies import EncoderPolicy`` imports the neural module only then."""
+    """``from leeroo_lib.routing.policies import EncoderPolicy`` imports the neural module only then."""
     if name in POLICIES:
         return policy_class(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,12 +20,11 @@ Tasks, one per subject as in lm-eval's own ``mmlu``:
 In both a document's position in its subject's test split is the question's ``idx``.
 
 At scale, one job per (expert, shard) from the command line, each writing its own file and task
-folder, then one merge (``python -m leeroo_lib.scoring --help``).
+folder, then one merge (``leeroo score --help``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import socket
 import time
@@ -37,21 +36,16 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
-from .data import LETTERS
+from ..config import LiveExpert
+from ..data.benchmarks import MMLU_LETTERS
+from .catalog import protocol
 from .live_models import model_source, nf4_model
 
 # The methods each backend can score with; the first is its default.
-BACKENDS = {
-    "hf": ("loglikelihood", "generative"),
-    "vllm": ("loglikelihood", "generative"),
-    "local-completions": ("loglikelihood",),
-    "local-chat-completions": ("generative",),
-}
-METHODS = ("loglikelihood", "generative")
 SCORE_COLUMNS = [
     "subject",
     "idx",
-    *[f"loglik_{c}" for c in LETTERS],
+    *[f"loglik_{c}" for c in MMLU_LETTERS],
     "pred",
     "answer",
     "correct",
@@ -70,7 +64,7 @@ MMLU_TEMPLATE = {
     "output_type": "multiple_choice",
     "doc_to_text": "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\n"
     "C. {{choices[2]}}\nD. {{choices[3]}}\nAnswer:",
-    "doc_to_choice": list(LETTERS),
+    "doc_to_choice": list(MMLU_LETTERS),
     "doc_to_target": "answer",
     "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
     "metadata": {"version": 1.0},
@@ -97,34 +91,6 @@ GENERATIVE_TEMPLATE = {
 def safe_name(expert: str) -> str:
     """A file name for an expert name (``org/model (live)`` -> ``org__model_live``)."""
     return "".join(c if c.isalnum() or c in "-._" else "_" for c in expert.replace("/", "__")).strip("_")
-
-
-def scoring_method(entry: dict) -> str:
-    """How a live expert entry is scored: its ``method``, else its backend's default."""
-    backend = entry.get("backend")
-    if backend not in BACKENDS:
-        raise ValueError(f"expert '{entry.get('name')}': unknown backend '{backend}', use one of {list(BACKENDS)}")
-    method = entry.get("method", BACKENDS[backend][0])
-    if method not in BACKENDS[backend]:
-        raise ValueError(
-            f"expert '{entry.get('name')}': backend '{backend}' scores by {' or '.join(BACKENDS[backend])}, not "
-            f"'{method}' (chat endpoints return no loglikelihoods; loglikelihood over HTTP needs local-completions "
-            "on a server that returns prompt logprobs, e.g. vLLM)"
-        )
-    return method
-
-
-def protocol(num_fewshot: int, task: str, method: str = "loglikelihood") -> str:
-    """How a live expert was scored (``task``: 'local' or 'mmlu'), stored with every row and shown in the tables."""
-    shots = {"local": "shots: first test questions of the subject", "mmlu": "shots: MMLU dev split"}
-    if task not in shots:
-        raise ValueError(f"scoring task must be 'local' or 'mmlu', not '{task}'")
-    if method not in METHODS:
-        raise ValueError(f"scoring method must be one of {METHODS}, not '{method}'")
-    if method == "generative" and task != "local":
-        raise ValueError("generative scoring reads the project's own question file: set scoring.task to 'local'")
-    scored_by = {"loglikelihood": "loglikelihood", "generative": "generative, letter parsed"}[method]
-    return f"lm-eval {num_fewshot}-shot {scored_by} ({task} task, {shots[task]})"
 
 
 def select_questions(
@@ -259,7 +225,7 @@ def _hf_model(pretrained: str, load_in_4bit: bool, batch_size, device: str):
         ) from None
 
 
-def load_expert_model(entry: dict, batch_size=1, device: str = "cpu"):
+def load_expert_model(entry: LiveExpert, batch_size=1, device: str = "cpu"):
     """The lm-eval model object of one live expert from its profile entry.
 
     ``backend: hf`` with ``pretrained`` (hub id or folder) or ``gguf`` ({package, file, assemble})
@@ -269,29 +235,28 @@ def load_expert_model(entry: dict, batch_size=1, device: str = "cpu"):
     ``model_args`` passed to lm-eval's model of that name (base_url, model, and for completions the
     tokenizer).
     """
-    backend = entry.get("backend")
-    method = scoring_method(entry)
+    backend, method = entry.backend, entry.method
     if backend == "hf":
-        return _hf_model(model_source(entry), bool(entry.get("load_in_4bit", False)), batch_size, device)
+        return _hf_model(model_source(entry), entry.load_in_4bit, batch_size, device)
     if backend == "vllm":
         try:
             from lm_eval.models.vllm_causallms import VLLM
         except ModuleNotFoundError:
             raise ModuleNotFoundError(
-                f"expert '{entry.get('name')}' has backend 'vllm', which needs vLLM and a CUDA GPU: "
+                f"expert '{entry.name}' has backend 'vllm', which needs vLLM and a CUDA GPU: "
                 "`pip install vllm` there, or use backend: hf (in-process, 4-bit with load_in_4bit: true)"
             ) from None
-        return VLLM(pretrained=model_source(entry), batch_size=batch_size, **entry.get("model_args", {}))
-    check_endpoint(entry["model_args"]["base_url"])
+        return VLLM(pretrained=model_source(entry), batch_size=batch_size, **(entry.model_args or {}))
+    check_endpoint(entry.model_args["base_url"])
     if backend == "local-completions":
         from lm_eval.models.openai_completions import LocalCompletionsAPI
 
         if method == "loglikelihood":
-            check_prompt_logprobs(entry["model_args"])
-        return LocalCompletionsAPI(batch_size=batch_size, **entry["model_args"])
+            check_prompt_logprobs(entry.model_args)
+        return LocalCompletionsAPI(batch_size=batch_size, **entry.model_args)
     from lm_eval.models.openai_completions import LocalChatCompletion
 
-    return LocalChatCompletion(**entry["model_args"])
+    return LocalChatCompletion(**entry.model_args)
 
 
 def task_manager(task_dir: Path | None):
@@ -308,17 +273,17 @@ def _row(sample: dict, method: str) -> dict:
     answer = int(sample["doc"]["answer"])
     if method == "loglikelihood":
         loglik = [float(resp[0]) for resp in sample["filtered_resps"]]
-        pred = LETTERS[int(np.argmax(loglik))]
+        pred = MMLU_LETTERS[int(np.argmax(loglik))]
     else:
-        loglik = [np.nan] * len(LETTERS)
+        loglik = [np.nan] * len(MMLU_LETTERS)
         reply = sample["filtered_resps"]
         letter = reply[0] if isinstance(reply, list) else reply
-        pred = letter if letter in LETTERS else None
+        pred = letter if letter in MMLU_LETTERS else None
     return {
-        **{f"loglik_{c}": v for c, v in zip(LETTERS, loglik)},
+        **{f"loglik_{c}": v for c, v in zip(MMLU_LETTERS, loglik)},
         "pred": pred,
-        "answer": LETTERS[answer],
-        "correct": int(pred == LETTERS[answer]),
+        "answer": MMLU_LETTERS[answer],
+        "correct": int(pred == MMLU_LETTERS[answer]),
     }
 
 
@@ -348,7 +313,7 @@ def evaluate_questions(
         if missing:
             raise FileNotFoundError(
                 f"question file(s) of the local MMLU task missing: {missing[:3]}; "
-                "write them with leeroo_lib.scoring.write_local_tasks(load_mmlu(), task_dir, subjects)"
+                "write them with leeroo_lib.experts.scoring.write_local_tasks(load_mmlu(), task_dir, subjects)"
             )
     names = {task_name(s, task_dir, method): s for s in subjects}
     results = lm_eval.simple_evaluate(
@@ -449,20 +414,8 @@ def score_expert(
 def live_sample(cfg, questions: pd.DataFrame, among: pd.Index | None = None, subjects=None) -> pd.DataFrame:
     """The questions the profile's live experts are scored on (``scoring.questions_per_subject`` of
     each of ``subjects``, default ``scoring.subjects``), seeded, drawn from ``among``."""
-    settings = cfg["scoring"]
-    return select_questions(
-        questions, settings["questions_per_subject"], cfg.seed, subjects or settings.get("subjects"), among
-    )
-
-
-def live_entry(cfg, name: str) -> dict:
-    """The ``scoring.live_experts`` entry of an expert, by name."""
-    entries = {e["name"]: e for e in cfg["scoring"]["live_experts"]}
-    if name not in entries:
-        raise ValueError(
-            f"profile '{cfg.name}' has no live expert '{name}'; its scoring.live_experts are {sorted(entries)}"
-        )
-    return entries[name]
+    settings = cfg.scoring
+    return select_questions(questions, settings.questions_per_subject, cfg.seed, subjects or settings.subjects, among)
 
 
 def scores_path(cfg, name: str, shard: tuple[int, int] | None = None) -> Path:
@@ -479,23 +432,25 @@ def shard_folder(cfg, name: str) -> Path:
     return folder
 
 
-def score_job(cfg, questions: pd.DataFrame, entry: dict, picked: pd.DataFrame, path: Path, model=None) -> pd.DataFrame:
+def score_job(
+    cfg, questions: pd.DataFrame, entry: LiveExpert, picked: pd.DataFrame, path: Path, model=None
+) -> pd.DataFrame:
     """Score one live expert on ``picked`` into ``path``, with a task folder of its own beside the file;
     ``model``: its lm-eval model when already loaded, else loaded when there is work."""
-    settings = cfg["scoring"]
+    settings = cfg.scoring
     task_dir = None
-    if settings["task"] == "local":
+    if settings.task == "local":
         task_dir = write_local_tasks(questions, Path(path).with_suffix(".tasks"), picked["subject"].unique())
     return score_expert(
-        lambda: model if model is not None else load_expert_model(entry, settings["batch_size"], cfg["device"]),
+        lambda: model if model is not None else load_expert_model(entry, settings.batch_size, cfg.device),
         picked,
         path,
-        settings["num_fewshot"],
+        settings.num_fewshot,
         task_dir,
-        settings["chunk_size"],
+        settings.chunk_size,
         cfg.seed,
-        desc=entry["name"],
-        method=scoring_method(entry),
+        desc=entry.name,
+        method=entry.method,
     )
 
 
@@ -503,11 +458,11 @@ def score_live_experts(cfg, questions: pd.DataFrame, among: pd.Index | None = No
     """Score each live expert of the profile's ``scoring`` block on its question sample; each
     expert's rows go to ``<output root>/data/scores/<expert>.parquet`` and resume from there."""
     picked = live_sample(cfg, questions, among)
-    for entry in cfg["scoring"]["live_experts"]:  # fail early on a bad setting, before any model loads
-        protocol(cfg["scoring"]["num_fewshot"], cfg["scoring"]["task"], scoring_method(entry))
+    for entry in cfg.scoring.live_experts:  # fail early on a bad setting, before any model loads
+        protocol(cfg.scoring.num_fewshot, cfg.scoring.task, entry.method)
     return {
-        entry["name"]: score_job(cfg, questions, entry, picked, scores_path(cfg, entry["name"]))
-        for entry in cfg["scoring"]["live_experts"]
+        entry.name: score_job(cfg, questions, entry, picked, scores_path(cfg, entry.name))
+        for entry in cfg.scoring.live_experts
     }
 
 
@@ -520,7 +475,7 @@ def merge_shards(cfg, name: str) -> pd.DataFrame:
     if len(counts) != 1:
         raise FileNotFoundError(
             f"{folder} holds no shard files of one run (found {[p.name for p in shards]}); run every "
-            f"`python -m leeroo_lib.scoring --profile {cfg.name} --expert '{name}' --shard i/n` first"
+            f"`leeroo score --profile {cfg.name} --expert '{name}' --shard i/n` first"
         )
     n = counts.pop()
     missing = [i for i in range(n) if not scores_path(cfg, name, (i, n)).is_file()]
@@ -538,54 +493,19 @@ def merge_shards(cfg, name: str) -> pd.DataFrame:
     return merged
 
 
-def _shard(text: str) -> tuple[int, int]:
-    parts = text.split("/")
-    if len(parts) == 2 and all(p.isdigit() for p in parts) and int(parts[0]) < int(parts[1]):
-        return int(parts[0]), int(parts[1])
-    raise argparse.ArgumentTypeError(f"--shard takes I/N with 0 <= I < N (e.g. 0/4), not '{text}'")
+def run_job(cfg, expert: str, subjects=None, shard: tuple[int, int] | None = None) -> Path:
+    """One scoring job (``leeroo score``): a live expert of a profile on its question sample, or on one
+    shard of it, into its own resumable file; returns the file."""
+    from ..data.benchmarks import load_mmlu
+    from ..data.suites import load_recorded_scores
 
-
-def main(argv: list[str] | None = None) -> int:
-    """One scoring job: a live expert of a profile, on its question sample or one shard of it."""
-    parser = argparse.ArgumentParser(
-        prog="python -m leeroo_lib.scoring",
-        description="Score one live expert of a profile through lm-evaluation-harness, into its own resumable "
-        "file. Fan out with one job per --shard I/N (a Slurm array, a shell loop), then --merge.",
-    )
-    parser.add_argument("--profile", default=None, help="configs/<profile>.yaml (default: $LEEROO_PROFILE, else cpu)")
-    parser.add_argument("--expert", required=True, help="a name in the profile's scoring.live_experts")
-    parser.add_argument("--subjects", nargs="+", default=None, help="MMLU subjects (default: the profile's)")
-    parser.add_argument(
-        "--shard",
-        type=_shard,
-        default=None,
-        metavar="I/N",
-        help="score part I of N of the questions, into data/scores/shards/<expert>/I-of-N.parquet",
-    )
-    parser.add_argument(
-        "--merge",
-        action="store_true",
-        help="join the expert's stored shards into data/scores/<expert>.parquet and exit",
-    )
-    args = parser.parse_args(argv)
-    if args.merge and (args.shard or args.subjects):
-        parser.error("--merge takes only --profile and --expert")
-
-    from .config import load_profile
-    from .data import load_mmlu, load_recorded_scores
-
-    cfg = load_profile(args.profile)
-    entry = live_entry(cfg, args.expert)
-    if args.merge:
-        merged = merge_shards(cfg, args.expert)
-        print(f"{args.expert}: {len(merged)} questions in {scores_path(cfg, args.expert)}")
-        return 0
+    entry = cfg.live_expert(expert)
     questions = load_mmlu()
-    picked = shard_of(live_sample(cfg, questions, load_recorded_scores().index, args.subjects), args.shard)
-    path = scores_path(cfg, args.expert, args.shard)
+    picked = shard_of(live_sample(cfg, questions, load_recorded_scores().index, subjects), shard)
+    path = scores_path(cfg, expert, shard)
     scored = score_job(cfg, questions, entry, picked, path)
-    print(f"{args.expert}: {len(scored)} questions in {path}, accuracy {scored['correct'].mean():.3f}")
-    return 0
+    print(f"{expert}: {len(scored)} questions in {path}, accuracy {scored['correct'].mean():.3f}")
+    return path
 
 
 def merge_score_matrix(recorded: pd.DataFrame, live: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -608,7 +528,7 @@ def letter_baseline(live: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 "expert": name,
                 "n_questions": len(scores),
                 "accuracy": scores["correct"].mean(),
-                "chance": 1 / len(LETTERS),
+                "chance": 1 / len(MMLU_LETTERS),
                 "most_frequent_letter": favourite,
                 "share_of_predictions": (scores["pred"] == favourite).mean(),
                 "letter_bias_baseline": (scores["answer"] == favourite).mean(),
@@ -624,11 +544,7 @@ def letter_distribution(live: dict[str, pd.DataFrame]) -> pd.DataFrame:
     columns = {name: scores["pred"] for name, scores in live.items()} | {"gold answer": gold}
     return pd.DataFrame(
         {
-            name: letters.value_counts(normalize=True).reindex(list(LETTERS), fill_value=0.0)
+            name: letters.value_counts(normalize=True).reindex(list(MMLU_LETTERS), fill_value=0.0)
             for name, letters in columns.items()
         }
     )
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

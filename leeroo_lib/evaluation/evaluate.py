@@ -2,22 +2,22 @@
 
 A router's result is a Series of expert names indexed like the test questions; its outcome on a
 question is the recorded eval(e_j(q_i)) of the expert it chose. Every accuracy of ours comes with
-a seeded 95% bootstrap interval over questions, and every Leeroo row with its paired difference to
-the best single expert that costs no more.
+a seeded 95% bootstrap interval over questions, and every Leeroo row with its paired differences to
+the best single expert that costs no more (the paper's baseline) and to the zero router at its mean cost
+(RouterBench's: the best random mix of two single experts, ``aiq.zero_router``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from .data import verify_data_file
-from .experts import Expert, get_experts
-from .policies.base import score_targets
+from ..data.benchmarks import question_texts
+from ..experts.catalog import Expert, get_experts
+from ..routing.orchestrator import picked_outcomes
+from ..routing.policies.base import score_targets
+from .aiq import zero_router
 
-PAPER_RESULTS_FILE = "paper_results.csv"
 TABLE1_COLUMNS = [
     "system",
     "kind",
@@ -35,23 +35,14 @@ TABLE1_COLUMNS = [
     "diff_ci_high",
     "served",
     "note",
+    "zero_router_mix",
+    "diff_vs_zero_router",
+    "zero_ci_low",
+    "zero_ci_high",
 ]
 N_BOOTSTRAP = 2000
+CHARS_PER_TOKEN = 4  # PROVENANCE.md's estimate for the MMLU-Pro answer lengths
 LOGLIKELIHOOD, GENERATIVE = "loglikelihood", "generative"
-
-
-def paper_rows(data_dir: Path | None = None) -> pd.DataFrame:
-    """The paper's own Table 1 and Figure 4 numbers, accuracy as a fraction."""
-    df = pd.read_csv(verify_data_file(PAPER_RESULTS_FILE, data_dir))
-    return pd.DataFrame(
-        {
-            "system": df["system"],
-            "cost_per_1m_usd": df["cost_per_1m_usd"],
-            "accuracy": df["mmlu_accuracy"] / 100,
-            "source": "paper",
-            "note": df["where_in_paper"],
-        }
-    )
 
 
 def bootstrap_ci(correct: np.ndarray, seed: int, n_boot: int = N_BOOTSTRAP) -> tuple[float, float]:
@@ -61,21 +52,6 @@ def bootstrap_ci(correct: np.ndarray, seed: int, n_boot: int = N_BOOTSTRAP) -> t
     means = correct[rng.integers(0, len(correct), size=(n_boot, len(correct)))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)
-
-
-def picked_outcomes(routes: pd.Series, outcomes: pd.DataFrame) -> np.ndarray:
-    """eval of the routed expert on each question: ``outcomes`` (questions x experts) is indexed
-    like ``routes``, which names one of its columns per question."""
-    unknown = sorted(set(routes) - set(outcomes.columns))
-    if unknown:
-        raise ValueError(f"routes name experts {unknown} that the score matrix has no column for")
-    cols = outcomes.columns.get_indexer(routes.reindex(outcomes.index).to_numpy())
-    picked = outcomes.to_numpy(np.float64)[np.arange(len(outcomes)), cols]
-    if np.isnan(picked).any():
-        raise ValueError(
-            "a routed expert has no recorded result on some question: judge routes on fully scored questions"
-        )
-    return picked
 
 
 def routed_outcomes(routes: pd.Series, questions: pd.DataFrame, scores: pd.DataFrame) -> np.ndarray:
@@ -177,11 +153,14 @@ def router_row(
     spent = float(cost[routes].mean())
     low, high = bootstrap_ci(correct, seed)
     affordable = cost[cost <= budget + 1e-12].index
-    single = score_targets(questions, test_scores)[affordable]
+    served = score_targets(questions, test_scores)
+    single = served[affordable]
     best = single.mean().idxmax()
     diff = correct - single[best].to_numpy()
     d_low, d_high = bootstrap_ci(diff, seed)
     used = get_experts(sorted(set(routes)), catalog)
+    zero, mix = zero_router(served, cost, spent)
+    z_low, z_high = bootstrap_ci(correct - zero, seed)
     return {
         "system": name,
         "kind": "leeroo",
@@ -199,7 +178,30 @@ def router_row(
         "diff_ci_high": d_high,
         "served": _served(test_scores),
         "note": protocol_note(used),
+        "zero_router_mix": "; ".join(f"{e} {share:.0%}" for e, share in mix.items()),
+        "diff_vs_zero_router": (correct - zero).mean(),
+        "zero_ci_low": z_low,
+        "zero_ci_high": z_high,
     }
+
+
+def usd_per_1000_questions(
+    routes: pd.Series, questions: pd.DataFrame, output_chars: pd.DataFrame, catalog: list[Expert]
+) -> float:
+    """What the routed answers really cost, per 1,000 questions: each question's own prompt (its text with
+    the lettered choices) at the routed expert's input price, plus that expert's measured answer length
+    at its output price, at ``CHARS_PER_TOKEN`` characters a token. Beside the paper's price per token, it
+    counts how much each expert says (MMLU-Pro: ``data.suites.load_output_chars``)."""
+    experts = get_experts(sorted(set(routes)), catalog)
+    unpriced = [e.name for e in experts if e.input_usd_per_1m is None or e.output_usd_per_1m is None]
+    if unpriced:
+        raise ValueError(f"{unpriced} have no input and output prices in their suite: the cost per question needs them")
+    price_in = pd.Series({e.name: e.input_usd_per_1m for e in experts})
+    price_out = pd.Series({e.name: e.output_usd_per_1m for e in experts})
+    prompt = np.array([len(text) for text in question_texts(questions)]) / CHARS_PER_TOKEN
+    answer = picked_outcomes(routes, score_targets(questions, output_chars)) / CHARS_PER_TOKEN
+    usd = prompt * price_in[routes].to_numpy() + answer * price_out[routes].to_numpy()
+    return float(usd.mean() / 1e6 * 1000)
 
 
 def table1(rows: list[pd.DataFrame | dict]) -> pd.DataFrame:
@@ -232,7 +234,7 @@ def test_questions(
     questions: pd.DataFrame, splits: pd.DataFrame, limit: int | None = None, seed: int = 0
 ) -> pd.DataFrame:
     """The test-split questions in (subject, idx) order; ``limit`` keeps a seeded sample of them."""
-    from .splits import split_index
+    from ..data.splits import split_index
 
     test = questions.set_index(["subject", "idx"]).loc[split_index(splits, "test")].reset_index()
     if limit is not None and limit < len(test):

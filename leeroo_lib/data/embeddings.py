@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .policies.base import question_texts
+from .benchmarks import question_texts
 
 
 def minilm_path() -> str:
@@ -93,6 +93,11 @@ class CachedSentenceEmbedder(SentenceEmbedder):
     def _chunks(self) -> list[Path]:
         return sorted(self.cache_dir.glob("chunk_*.npz"))
 
+    def _next_chunk(self) -> str:
+        """The name after the last chunk's: never one that exists, even after a chunk was deleted."""
+        last = max((int(chunk.stem.removeprefix("chunk_")) for chunk in self._chunks()), default=-1)
+        return f"chunk_{last + 1:05d}.npz"
+
     def _load_cache(self) -> None:
         for chunk in self._chunks():
             if chunk.name not in self._loaded:
@@ -109,7 +114,7 @@ class CachedSentenceEmbedder(SentenceEmbedder):
         for start in tqdm(starts, desc="embedding questions", unit="chunk", disable=len(starts) < 2):
             part = todo.iloc[start : start + self.chunk_size]
             vectors = super().embed(part)
-            name = f"chunk_{len(self._chunks()):05d}.npz"
+            name = self._next_chunk()
             np.savez(self.cache_dir / name, qkey=part["qkey"].to_numpy(str), vector=vectors.astype(np.float32))
             self._loaded.add(name)
         return np.stack([self._memory[k] for k in questions["qkey"]])

@@ -1,22 +1,29 @@
-"""Equation 1: one expert per query, maximising the predicted chance of success under a budget.
+"""Equation 1, the budget rule: one expert per query, maximising the predicted chance of success
+with the mean cost of the routes at most the budget, in both of its forms:
 
-The budget is the allowed mean cost per 1M tokens over a batch of n queries (B = budget x n).
+- batch (``allocate``): a set of n queries shares B = budget x n; ``sequential`` is the paper's rule
+  (query by query, experts that would overrun what is left are excluded), ``global`` its Lagrangian
+  relaxation over the whole batch;
+- online (``RollingBudget``): a stream of requests, each the last query of a window of the most
+  recent ones, by the same sequential rule (the routing service).
+
 Costs are counted in whole micro-dollars, read as typed (a budget of 0.3 is 300,000, not the binary
 float just below it; a budget is rounded down, a price must be whole), so "never over the budget"
-holds exactly, without floating-point slack.
+holds exactly, without floating-point slack; ``check_affordable`` is the one check that a budget buys
+at least the cheapest expert, for both forms.
 """
 
 from __future__ import annotations
 
-import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .policies import POLICIES, policy_class
-from .validation import check_budget, check_budgets, check_expert_names, check_question_frame
+from ..validation import check_budget
 
 MODES = ("sequential", "global")
 MICRO = 1_000_000
@@ -46,12 +53,12 @@ def price_units(costs: pd.Series) -> np.ndarray:
     return np.array([int(u) for u in units], dtype=np.int64)
 
 
-def _check_mode(mode) -> None:
+def check_mode(mode) -> None:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: use one of {MODES}")
 
 
-def _check_costs(costs, experts) -> pd.Series:
+def check_costs(costs, experts) -> pd.Series:
     """The prices of ``experts``: a Series with a finite, non-negative price for each."""
     if not isinstance(costs, pd.Series):
         raise TypeError(
@@ -69,7 +76,8 @@ def _check_costs(costs, experts) -> pd.Series:
     return costs
 
 
-def _check_budget(costs: pd.Series, budget: float) -> None:
+def check_affordable(costs: pd.Series, budget: float) -> None:
+    """Raise unless ``budget`` is a positive number that buys the cheapest of ``costs`` (whole micro-dollars)."""
     check_budget(budget)
     cheapest = costs.idxmin()
     if budget_units(budget) < price_units(costs[[cheapest]])[0]:
@@ -142,10 +150,10 @@ def _allocate_global(proba: np.ndarray, costs: np.ndarray, total: int) -> np.nda
 def allocate(proba: pd.DataFrame, costs: pd.Series, budget: float, mode: str = "sequential") -> pd.Series:
     """One expert per row of ``proba`` (rows: queries, columns: experts) with mean cost <= budget,
     exactly, with the budget and the prices read as typed."""
-    _check_mode(mode)
+    check_mode(mode)
     _check_proba(proba)
-    costs = _check_costs(costs, proba.columns)
-    _check_budget(costs, budget)
+    costs = check_costs(costs, proba.columns)
+    check_affordable(costs, budget)
     # Experts sorted by cost so that argmax, which takes the first of equals, picks the cheapest.
     order = np.argsort(costs.to_numpy(), kind="stable")
     experts = proba.columns[order]
@@ -157,100 +165,83 @@ def allocate(proba: pd.DataFrame, costs: pd.Series, budget: float, mode: str = "
     return pd.Series(experts[choice], index=proba.index, name="expert")
 
 
-class Orchestrator:
-    """A fitted policy plus the experts' prices: routes a batch of questions under a budget.
+@dataclass(frozen=True)
+class Ticket:
+    """One request's place in its budget's window: the expert it was given and that expert's price."""
 
-    ``pools`` (pool name -> served experts, from notebook 02's universe) names the expert sets a
-    caller routes over with ``route(questions, budget, pool="open")``; the policy's experts are their union.
+    id: int
+    expert: str
+    units: int
+    budget_units: int
+
+
+class RollingBudget:
+    """Eq. 1 online. Requests that carry the same budget share a window of their ``window`` most recent
+    (served or in flight); each new request is the last query of its window and takes, by the paper's
+    sequential rule, the most likely expert that keeps the window's mean price within the budget.
+    Prices are counted in whole micro-dollars, as in ``allocate``.
+
+    So at every decision the mean price of the window, the new request included, is at most its budget,
+    and a request with a budget of its own neither spends nor saves for the others. A failed call gives
+    its place back (``release``); the window's spend then drops by at least that price, so the fallback
+    always affords an expert as cheap as the one that failed. Windows of the ``MAX_WINDOWS`` budgets used
+    longest ago are forgotten.
     """
 
-    def __init__(self, policy, costs: pd.Series, mode: str = "sequential", pools: dict[str, list[str]] | None = None):
-        _check_mode(mode)
-        if not hasattr(policy, "experts_"):
-            raise ValueError(
-                f"the policy ({type(policy).__name__}) is not fitted: call policy.fit(questions, scores) "
-                "first, or load a saved orchestrator with Orchestrator.load(path)"
-            )
-        self.policy = policy
-        self.costs = _check_costs(costs, policy.experts_)
-        self.mode = mode
-        self.pools = {
-            name: check_expert_names(experts, list(policy.experts_), f"pool '{name}'")
-            for name, experts in (pools or {}).items()
-        }
+    MAX_WINDOWS = 1024
 
-    def _pool(self, pool: str | None, experts) -> list[str]:
-        if pool is not None and experts is not None:
-            raise ValueError("pass a pool name or a list of experts, not both")
-        if pool is not None:
-            if not isinstance(pool, str):
-                raise TypeError(
-                    f"pool must be the name of a pool (one of {sorted(self.pools)}), got {pool!r}; "
-                    "to route over a list of experts pass experts=[...]"
-                )
-            if pool not in self.pools:
-                raise ValueError(f"unknown pool '{pool}': this orchestrator serves the pools {sorted(self.pools)}")
-            return self.pools[pool]
-        if experts is None:
-            return list(self.policy.experts_)
-        return check_expert_names(experts, list(self.policy.experts_))
+    def __init__(self, costs: pd.Series, window: int):
+        if window < 1:
+            raise ValueError(f"window {window}: the budget needs a window of at least one request")
+        order = costs.sort_values(kind="stable")  # cheaper first: argmax breaks ties towards the cheaper
+        self.experts = list(order.index)
+        self.units = price_units(order)
+        self.window = window
+        self._windows: OrderedDict[int, OrderedDict[int, int]] = OrderedDict()  # budget -> ticket id -> units
+        self._ids = 0
+        self._lock = threading.Lock()
 
-    def route(self, questions: pd.DataFrame, budget: float, pool: str | None = None, experts=None) -> pd.Series:
-        """The expert for each question (indexed like ``questions``); mean cost <= ``budget``
-        (USD per 1M tokens). ``pool`` routes over one pool's served experts, ``experts`` over any
-        subset of the policy's; neither: over all of them. No question: an empty Series."""
-        check_budget(budget)
-        return self.route_budgets(questions, [budget], pool, experts)[budget]
+    def _held(self, budget_units: int) -> OrderedDict[int, int]:
+        held = self._windows.setdefault(budget_units, OrderedDict())
+        self._windows.move_to_end(budget_units)
+        while len(self._windows) > self.MAX_WINDOWS:
+            self._windows.popitem(last=False)
+        return held
 
-    def route_budgets(
-        self, questions: pd.DataFrame, budgets, pool: str | None = None, experts=None
-    ) -> dict[float, pd.Series]:
-        """``route`` at several budgets, reading the questions with the policy only once. Every
-        argument is checked before the policy reads a question."""
-        check_question_frame(questions)
-        budgets = check_budgets(budgets)
-        served = self._pool(pool, experts)
-        for budget in budgets:
-            _check_budget(self.costs[served], budget)
-        proba = self.policy.predict_proba(questions)[served]
-        return {budget: allocate(proba, self.costs, budget, self.mode) for budget in budgets}
+    def _allowance(self, budget_units: int) -> int:
+        """The most the next request of this budget may cost (micro-USD per 1M tokens)."""
+        recent = list(self._held(budget_units).values())[-(self.window - 1) :] if self.window > 1 else []
+        return budget_units * (len(recent) + 1) - sum(recent)
 
-    def save(self, path: Path) -> None:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.policy.save(path / "policy")
-        (path / "orchestrator.json").write_text(
-            json.dumps(
-                {
-                    "mode": self.mode,
-                    "policy": type(self.policy).__name__,
-                    "costs": self.costs.to_dict(),
-                    "pools": self.pools,
-                },
-                indent=1,
-            )
-        )
+    def take(self, proba: pd.Series, budget: float, exclude=()) -> Ticket | None:
+        """The most likely affordable expert not in ``exclude`` (None if none is left), now held in the window."""
+        units = budget_units(budget)
+        with self._lock:
+            open_ = np.array([e not in exclude for e in self.experts])
+            total = self._allowance(units)
+            if not (open_ & (self.units <= total)).any():
+                return None
+            p = proba[self.experts].to_numpy(np.float64)[open_]
+            choice = np.flatnonzero(open_)[allocate_sequential(p[None, :], self.units[open_], total)[0]]
+            self._ids += 1
+            ticket = Ticket(self._ids, self.experts[choice], int(self.units[choice]), units)
+            held = self._held(units)
+            held[ticket.id] = ticket.units
+            while len(held) > self.window:
+                held.popitem(last=False)
+            return ticket
 
-    @classmethod
-    def load(cls, path: Path) -> Orchestrator:
-        path = Path(path)
-        if not (path / "orchestrator.json").is_file():
-            raise FileNotFoundError(
-                f"{path} holds no saved orchestrator (orchestrator.json); run notebooks/04_policy.ipynb"
-            )
-        saved = json.loads((path / "orchestrator.json").read_text())
-        if saved["policy"] not in POLICIES:
-            raise ValueError(
-                f"{path} was saved with the policy {saved['policy']!r}, which cannot be loaded here "
-                f"(loadable: {sorted(POLICIES)}); refit it with notebooks/04_policy.ipynb"
-            )
-        try:
-            policy = policy_class(saved["policy"]).load(path / "policy")
-        except OSError as err:  # a missing file, or a model folder transformers cannot read
-            raise FileNotFoundError(
-                f"{path} holds an incomplete orchestrator: {err.filename or err} is missing; "
-                "save it again with notebooks/04_policy.ipynb"
-            ) from err
-        return cls(
-            policy, pd.Series(saved["costs"], name="cost_per_1m_usd"), mode=saved["mode"], pools=saved.get("pools")
-        )
+    def release(self, ticket: Ticket) -> None:
+        with self._lock:
+            self._windows.get(ticket.budget_units, {}).pop(ticket.id, None)
+
+    def affordable(self, budget: float) -> list[str]:
+        with self._lock:
+            total = self._allowance(budget_units(budget))
+        return [e for e, u in zip(self.experts, self.units) if u <= total]
+
+    def window_mean(self, budget: float) -> float:
+        """Mean price (USD per 1M tokens) of the requests now in this budget's window."""
+        with self._lock:
+            held = self._held(budget_units(budget))
+            return sum(held.values()) / MICRO / len(held) if held else 0.0

@@ -12,16 +12,18 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..embeddings import length_batches, mean_pool, minilm_path
-from ..live_models import SMOLLM2_GGUF, SMOLLM2_PACKAGE, fp32_folder, nf4_model
-from .base import Policy, most_evaluated_questions, prior_accuracy, question_texts, score_targets
+from ...data.benchmarks import question_texts
+from ...data.embeddings import length_batches, mean_pool, minilm_path
+from ...experts.live_models import SMOLLM2_GGUF, SMOLLM2_PACKAGE, fp32_folder, nf4_model
+from .base import Policy, most_evaluated_questions, prior_accuracy, score_targets
 from .training import masked_bce, train_with_early_stopping, validation_split
 
 
 class _NeuralPolicy(Policy):
     """A text model, pooled, then one linear head with a logit per expert; trained with masked
     BCE, early stopping on a validation part of the training rows. Subclasses say which model,
-    which of its weights learn, and how a batch of token ids becomes pooled states."""
+    which of its weights learn, how a batch of token ids becomes pooled states, and how the model's
+    trained weights are saved and loaded (``_save_model``, ``_load_model``)."""
 
     reads = ("question", "choices")
 
@@ -71,20 +73,34 @@ class _NeuralPolicy(Policy):
         self._eval_mode()
         return self._frame(1 / (1 + np.exp(-self._predict_logits(self._tokenize(questions)))), questions)
 
-    def _save_head(self, path: Path, params: tuple[str, ...]) -> None:
-        """The head, the constructor parameters and the training history; the model is the subclass's."""
+    def _eval_mode(self) -> None:
+        self.model_.eval()
+
+    def save(self, path: Path) -> None:
+        """The model's trained weights (the subclass's ``_save_model``), the head, the constructor
+        parameters (``get_params``) and the training history."""
+        self._check_fitted_head()
+        path = Path(path)
+        self._save_model(path)
         torch.save(self.head_.state_dict(), path / "head.pt")
-        saved = {"params": {k: getattr(self, k) for k in params}, "experts": self.experts_}
+        saved = {"params": self.get_params(), "experts": self.experts_}
         (path / "policy.json").write_text(json.dumps(saved, indent=1))
         self.history_.to_csv(path / "history.csv", index=False)
 
-    def _load_head(self, path: Path):
-        """Restore what _save_head wrote, once the subclass has loaded ``model_``."""
-        self.head_ = torch.nn.Linear(self.model_.config.hidden_size, len(self.experts_)).to(self.device)
-        self.head_.load_state_dict(torch.load(path / "head.pt", map_location=self.device))
-        self.history_ = pd.read_csv(path / "history.csv")
-        self._eval_mode()
-        return self
+    @classmethod
+    def load(cls, path: Path) -> _NeuralPolicy:
+        """What ``save`` wrote, on this machine's device (CUDA where there is one): the device it was
+        trained on may not be here."""
+        path = Path(path)
+        saved = json.loads((path / "policy.json").read_text())
+        policy = cls(**{**saved["params"], "device": "cuda" if torch.cuda.is_available() else "cpu"})
+        policy.experts_ = saved["experts"]
+        policy._load_model(path)
+        policy.head_ = torch.nn.Linear(policy.model_.config.hidden_size, len(policy.experts_)).to(policy.device)
+        policy.head_.load_state_dict(torch.load(path / "head.pt", map_location=policy.device))
+        policy.history_ = pd.read_csv(path / "history.csv")
+        policy._eval_mode()
+        return policy
 
 
 class EncoderPolicy(_NeuralPolicy):
@@ -119,17 +135,19 @@ class EncoderPolicy(_NeuralPolicy):
         self.device = device
         self.seed = seed
 
-    def _load_model(self, path: str) -> None:
+    def _load_encoder(self, folder: str) -> None:
         from transformers import AutoModel, AutoTokenizer
 
-        self.tokenizer_ = AutoTokenizer.from_pretrained(path)
-        self.model_ = AutoModel.from_pretrained(path).to(self.device)
+        self.tokenizer_ = AutoTokenizer.from_pretrained(folder)
+        self.model_ = AutoModel.from_pretrained(folder).to(self.device)
         self.model_.requires_grad_(False)
-        self._split = len(self.model_.encoder.layer) - self.trainable_layers
         self._top_layers().requires_grad_(True)
 
+    def _frozen_layers(self) -> int:
+        return len(self.model_.encoder.layer) - self.trainable_layers
+
     def _top_layers(self) -> torch.nn.ModuleList:
-        return self.model_.encoder.layer[self._split :]
+        return self.model_.encoder.layer[self._frozen_layers() :]
 
     def _mask(self, states: torch.Tensor, attention_mask: torch.Tensor):
         from transformers.masking_utils import create_bidirectional_mask
@@ -139,7 +157,7 @@ class EncoderPolicy(_NeuralPolicy):
     def _lower(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         states = self.model_.embeddings(input_ids=inputs["input_ids"])
         mask = self._mask(states, inputs["attention_mask"])
-        for layer in self.model_.encoder.layer[: self._split]:
+        for layer in self.model_.encoder.layer[: self._frozen_layers()]:
             states = layer(states, mask)
         return states
 
@@ -151,9 +169,6 @@ class EncoderPolicy(_NeuralPolicy):
 
     def _pooled(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self._upper(self._lower(inputs), inputs["attention_mask"])
-
-    def _eval_mode(self) -> None:
-        self.model_.eval()
 
     def _trainable_state(self) -> dict[str, torch.Tensor]:
         return {
@@ -169,7 +184,7 @@ class EncoderPolicy(_NeuralPolicy):
         torch.manual_seed(self.seed)
         targets = score_targets(questions, scores).to_numpy(np.float32)
         self.experts_ = list(scores.columns)
-        self._load_model(minilm_path())
+        self._load_encoder(minilm_path())
         self._init_head(self.model_.config.hidden_size, targets)
         ids = self._tokenize(questions)
         self.model_.eval()
@@ -219,35 +234,12 @@ class EncoderPolicy(_NeuralPolicy):
         self._eval_mode()
         return self
 
-    def save(self, path: Path) -> None:
-        self._check_fitted_head()
-        path = Path(path)
+    def _save_model(self, path: Path) -> None:
         self.model_.save_pretrained(path / "encoder")
         self.tokenizer_.save_pretrained(path / "encoder")
-        self._save_head(
-            path,
-            (
-                "max_length",
-                "trainable_layers",
-                "epochs",
-                "batch_size",
-                "lr",
-                "head_lr",
-                "val_fraction",
-                "patience",
-                "device",
-                "seed",
-            ),
-        )
 
-    @classmethod
-    def load(cls, path: Path) -> EncoderPolicy:
-        path = Path(path)
-        saved = json.loads((path / "policy.json").read_text())
-        policy = cls(**{**saved["params"], "device": "cuda" if torch.cuda.is_available() else "cpu"})
-        policy.experts_ = saved["experts"]
-        policy._load_model(str(path / "encoder"))
-        return policy._load_head(path)
+    def _load_model(self, path: Path) -> None:
+        self._load_encoder(str(path / "encoder"))
 
 
 class CausalLMPolicy(_NeuralPolicy):
@@ -310,9 +302,6 @@ class CausalLMPolicy(_NeuralPolicy):
         states = self.model_(**inputs).last_hidden_state
         return mean_pool(states, inputs["attention_mask"]).float()
 
-    def _eval_mode(self) -> None:
-        self.model_.eval()
-
     def _trainable_state(self) -> dict[str, torch.Tensor]:
         from peft import get_peft_model_state_dict
 
@@ -370,36 +359,10 @@ class CausalLMPolicy(_NeuralPolicy):
         self._eval_mode()
         return self
 
-    def save(self, path: Path) -> None:
-        self._check_fitted_head()
-        path = Path(path)
+    def _save_model(self, path: Path) -> None:
         self.model_.save_pretrained(path / "lora")
-        self._save_head(
-            path,
-            (
-                "model",
-                "quantize_4bit",
-                "max_length",
-                "epochs",
-                "batch_size",
-                "lr",
-                "head_lr",
-                "lora_r",
-                "val_fraction",
-                "patience",
-                "train_questions",
-                "device",
-                "seed",
-            ),
-        )
 
-    @classmethod
-    def load(cls, path: Path) -> CausalLMPolicy:
+    def _load_model(self, path: Path) -> None:
         from peft import PeftModel
 
-        path = Path(path)
-        saved = json.loads((path / "policy.json").read_text())
-        policy = cls(**saved["params"])
-        policy.experts_ = saved["experts"]
-        policy.model_ = PeftModel.from_pretrained(policy._base(), path / "lora")
-        return policy._load_head(path)
+        self.model_ = PeftModel.from_pretrained(self._base(), path / "lora")

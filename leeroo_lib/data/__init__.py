@@ -1,0 +1,1 @@
+"""Data layer: benchmarks (questions), recorded suites, splits, embeddings of questions."""

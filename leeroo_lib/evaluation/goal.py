@@ -1,0 +1,60 @@
+"""The goal (the profile's ``evaluation.goal``): routers against the reference expert at one budget, on the
+same questions, in both allocation modes, with a paired bootstrap interval of the difference. Notebook 04
+judges it on the test split, ``benchmarks/policy_cv.py`` on held-out folds of the training split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..routing.budget import MODES, allocate
+from ..routing.orchestrator import picked_outcomes
+from .evaluate import bootstrap_ci
+
+
+@dataclass(frozen=True)
+class GoalResult:
+    """``table``: one row per router and mode (mean cost, accuracy, points over the reference and the 95%
+    interval of that difference); ``correct``: per (router, mode), whether the routed expert answered each
+    judged question; ``reference``: the reference expert's outcome on each of them."""
+
+    table: pd.DataFrame
+    correct: dict[tuple[str, str], np.ndarray]
+    reference: np.ndarray
+
+
+def goal_evaluation(
+    probas: dict[str, pd.DataFrame],
+    outcomes: pd.DataFrame,
+    costs: pd.Series,
+    members: list[str],
+    *,
+    reference: str,
+    budget: float,
+    seed: int,
+) -> GoalResult:
+    """Each router's predictions (``probas``: name -> questions x experts) routed over the pool's
+    ``members`` under ``budget`` in every mode, judged on the questions where every member was measured
+    (``outcomes``: questions x experts, indexed like the predictions), against ``reference`` alone on them."""
+    judged = outcomes[members].notna().all(axis=1).to_numpy()
+    baseline = outcomes.loc[judged, reference].to_numpy()
+    correct, rows = {}, []
+    for name, proba in probas.items():
+        for mode in MODES:
+            routes = allocate(proba.loc[judged, members], costs, budget, mode)
+            correct[name, mode] = picked_outcomes(routes, outcomes[judged])
+            low, high = bootstrap_ci(correct[name, mode] - baseline, seed)
+            rows.append(
+                {
+                    "router": name,
+                    "mode": mode,
+                    "mean cost": costs[routes].mean(),
+                    "accuracy": correct[name, mode].mean(),
+                    "points over reference": 100 * (correct[name, mode].mean() - baseline.mean()),
+                    "CI low": 100 * low,
+                    "CI high": 100 * high,
+                }
+            )
+    return GoalResult(pd.DataFrame(rows), correct, baseline)

@@ -1,0 +1,1 @@
+"""Experts: the catalog and its prices, live models, lm-eval scoring, 4-bit, expert servers."""
