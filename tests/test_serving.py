@@ -11,7 +11,7 @@ import numpy as np
 import openai
 import pandas as pd
 import pytest
-from test_serving_fakes import CHEAP, DEAR, MODEL, POOL, dead, pair_orchestrator, serving
+from serving_fakes import CHEAP, DEAR, MODEL, POOL, dead, pair_orchestrator, serving
 
 from leeroo_lib.config import load_endpoints, load_profile
 from leeroo_lib.data.benchmarks import question_texts
@@ -32,6 +32,13 @@ def expert():
 @pytest.fixture(scope="module")
 def orchestrator(questions, recorded):
     return pair_orchestrator(questions, recorded)
+
+
+@pytest.fixture(scope="module")
+def no_experts(orchestrator):
+    """The service over two endpoints where nothing listens: every request it routes fails."""
+    with serving(orchestrator, {CHEAP: dead(), DEAR: dead()}) as (routing, base_url):
+        yield routing, base_url
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +83,7 @@ def test_rolling_budget_at_extremes_takes_the_best_or_the_cheapest():
     costs = pd.Series({"cheap": 0.2, "mid": 0.6, "dear": 0.9})
     proba = pd.Series({"cheap": 0.1, "mid": 0.9, "dear": 0.5})
     assert RollingBudget(costs, 5).take(proba, budget=0.9).expert == "mid"
+    assert RollingBudget(costs, 5).take(proba, budget=1e15).expert is not None  # far above the dearest: no overflow
     assert {RollingBudget(costs, 5).take(proba, budget=0.2).expert for _ in range(3)} == {"cheap"}
     rolling = RollingBudget(costs, 5)
     assert rolling.take(proba, 0.9, exclude={"mid"}).expert == "dear"
@@ -143,12 +151,12 @@ def test_a_chosen_expert_that_is_down_gives_way_to_the_next_affordable(expert, o
 
 
 @pytest.mark.server
-def test_all_experts_down_is_a_503_that_names_them(orchestrator, asked):
-    with serving(orchestrator, {CHEAP: dead(), DEAR: dead()}) as (routing, base_url):
-        with pytest.raises(openai.InternalServerError, match="no expert answered") as error:
-            ask(client(base_url), asked.iloc[[0]])
-        assert error.value.status_code == 503
-        assert CHEAP in str(error.value) and DEAR in str(error.value)
+def test_all_experts_down_is_a_503_that_names_them(no_experts, asked):
+    routing, base_url = no_experts
+    with pytest.raises(openai.InternalServerError, match="no expert answered") as error:
+        ask(client(base_url), asked.iloc[[0]])
+    assert error.value.status_code == 503
+    assert CHEAP in str(error.value) and DEAR in str(error.value)
 
 
 @pytest.mark.server
@@ -162,18 +170,20 @@ def test_all_experts_down_is_a_503_that_names_them(orchestrator, asked):
         ({"model": "gpt-4"}, "unknown model 'gpt-4'"),
         ({"messages": [{"role": "system", "content": "hi"}]}, "no user message"),
         ({"messages": []}, "malformed request: body.messages"),
+        ({"messages": [{"role": "user", "content": "\ud800?"}]}, "not valid Unicode (surrogates not allowed"),
+        ({"budget": 1e300}, "the largest this service takes"),
     ],
 )
-def test_a_bad_request_is_a_400_that_names_the_problem(orchestrator, body, problem):
-    with serving(orchestrator, {CHEAP: dead(), DEAR: dead()}) as (routing, base_url):
-        request = {"model": MODEL, "messages": [{"role": "user", "content": "2+2?"}], **body}
-        # json.dumps writes NaN as the bare token a careless client sends
-        response = httpx.post(
-            f"{base_url}/chat/completions", content=json.dumps(request), headers={"content-type": "application/json"}
-        )
-        assert response.status_code == 400
-        assert problem in response.json()["error"]["message"]
-        assert httpx.get(f"{base_url.removesuffix('/v1')}/health").json()["status"] == "ok"
+def test_a_bad_request_is_a_400_that_names_the_problem(no_experts, body, problem):
+    routing, base_url = no_experts
+    request = {"model": MODEL, "messages": [{"role": "user", "content": "2+2?"}], **body}
+    # json.dumps writes NaN as the bare token a careless client sends
+    response = httpx.post(
+        f"{base_url}/chat/completions", content=json.dumps(request), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert problem in response.json()["error"]["message"]
+    assert httpx.get(f"{base_url.removesuffix('/v1')}/health").json()["status"] == "ok"
 
 
 @pytest.mark.server

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from test_serving_fakes import (
+from serving_fakes import (
     CHEAP,
     DEAR,
     MODEL,
@@ -148,7 +148,7 @@ def test_a_shutdown_cuts_the_requests_in_flight_stops_every_expert_it_started_an
 @pytest.mark.server
 def test_an_expert_that_dies_mid_request_gives_way_and_mid_stream_ends_the_stream_cleanly(orchestrator, questions):
     port, subject = free_port(), dear_subject(orchestrator, questions)
-    dying = [sys.executable, str(TESTS / "test_serving_fakes.py"), str(port), "100", "0.1"]  # 10 s per answer
+    dying = [sys.executable, str(TESTS / "serving_fakes.py"), str(port), "100", "0.1"]  # 10 s per answer
     mortal = Endpoint(f"http://127.0.0.1:{port}/v1", "fake-model")
     with fake_expert() as (fast, endpoint), serving(orchestrator, {CHEAP: endpoint, DEAR: mortal}) as (routing, url):
         for stream in (False, True):

@@ -1,6 +1,6 @@
 """The routing service attacked: client keys, the spend ledger and its caps across a restart, the limits of a
 request, a client that goes away mid-stream, and a property-based fuzz of the HTTP API from its own OpenAPI
-schema. The experts are tiny in-process fakes (test_serving_fakes.py): nothing here needs a model."""
+schema. The experts are tiny in-process fakes (serving_fakes.py): nothing here needs a model."""
 
 import time
 
@@ -9,11 +9,12 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_serving_fakes import (
+from serving_fakes import (
     CHEAP,
     DEAR,
     KEY,
     MODEL,
+    dear_subject,
     fake_expert,
     ledger_consistent,
     ledger_rows,
@@ -29,8 +30,6 @@ from leeroo_lib.serving.keys import ClientKeys, key_id
 
 OTHER = "sk-test-other-fedcba9876543210"
 FUZZ_EXAMPLES = 120
-
-pytestmark = pytest.mark.server  # every test starts the service (and a fake expert) on 127.0.0.1
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +56,7 @@ def error_of(response: httpx.Response) -> dict:
     return error
 
 
+@pytest.mark.server
 def test_without_a_good_key_every_v1_route_is_a_401_and_health_stays_open(orchestrator, expert):
     fake, endpoint = expert
     with serving(orchestrator, {CHEAP: endpoint, DEAR: endpoint}, keys=[KEY, OTHER]) as (routing, base_url):
@@ -103,6 +103,7 @@ def test_listening_beyond_this_machine_without_keys_is_refused_before_anything_s
         serve_orchestrator(load_profile("smoke"), settings_, tmp_path, tmp_path / "ledger.sqlite3")
 
 
+@pytest.mark.server
 def test_a_key_over_its_daily_cap_and_the_service_over_its_own_get_429_with_the_cap_and_the_reset(orchestrator, expert):
     fake, endpoint = expert
     caps = {"key_daily_cap_usd": 1e-9, "daily_cap_usd": 1e-9}
@@ -119,6 +120,7 @@ def test_a_key_over_its_daily_cap_and_the_service_over_its_own_get_429_with_the_
         assert len(ledger_rows(routing.ledger.path)) == 1
 
 
+@pytest.mark.server
 def test_a_restart_keeps_the_spend_and_its_caps(orchestrator, expert, tmp_path):
     fake, endpoint = expert
     ledger, endpoints = tmp_path / "ledger.sqlite3", {CHEAP: endpoint, DEAR: endpoint}
@@ -134,6 +136,7 @@ def test_a_restart_keeps_the_spend_and_its_caps(orchestrator, expert, tmp_path):
     assert ledger_consistent(ledger)
 
 
+@pytest.mark.server
 def test_a_body_over_the_limit_is_a_413_naming_it_whether_its_length_is_declared_or_not(orchestrator, expert):
     fake, endpoint = expert
     with serving(orchestrator, {CHEAP: endpoint, DEAR: endpoint}, max_body_bytes=2000) as (routing, base_url):
@@ -159,6 +162,7 @@ def test_a_body_over_the_limit_is_a_413_naming_it_whether_its_length_is_declared
         assert ask(base_url, content="x" * 1000).status_code == 200
 
 
+@pytest.mark.server
 def test_max_tokens_gets_a_default_a_cap_and_a_400_when_not_positive(orchestrator, expert):
     fake, endpoint = expert
     with serving(orchestrator, {CHEAP: endpoint, DEAR: endpoint}, max_tokens_default=5, max_tokens_cap=7) as (
@@ -174,15 +178,17 @@ def test_max_tokens_gets_a_default_a_cap_and_a_400_when_not_positive(orchestrato
             assert response.status_code == 400 and error_of(response)["code"] == "max_tokens", fields
 
 
-def test_a_prompt_over_an_experts_limit_goes_to_one_that_takes_it_else_a_400(orchestrator, expert):
+@pytest.mark.server
+def test_a_prompt_over_an_experts_limit_goes_to_one_that_takes_it_else_a_400(orchestrator, expert, questions):
     fake, endpoint = expert
     short = Endpoint(endpoint.base_url, endpoint.model, max_prompt_tokens=50)
     long_prompt = "Which of these is a mammal? " * 10  # 280 bytes: over 50 tokens by the conservative count
+    subject = dear_subject(orchestrator, questions)
     with serving(orchestrator, {CHEAP: endpoint, DEAR: short}) as (routing, base_url):
-        response = ask(base_url, content=long_prompt, budget=0.9, subject="anatomy")
+        response = ask(base_url, content=long_prompt, budget=0.9, subject=subject)
         assert response.status_code == 200 and response.headers["x-leeroo-expert"] == CHEAP
         assert response.headers["x-leeroo-fallbacks"] == "0"
-        assert ask(base_url, content="Short?", budget=0.9, subject="anatomy").headers["x-leeroo-expert"] == DEAR
+        assert ask(base_url, content="Short?", budget=0.9, subject=subject).headers["x-leeroo-expert"] == DEAR
     with serving(orchestrator, {CHEAP: short, DEAR: short}) as (routing, base_url):
         received = fake.received
         response = ask(base_url, content=long_prompt)
@@ -191,6 +197,7 @@ def test_a_prompt_over_an_experts_limit_goes_to_one_that_takes_it_else_a_400(orc
         assert fake.received == received
 
 
+@pytest.mark.server
 def test_a_key_over_its_rate_gets_429_naming_the_limit_and_the_others_do_not(orchestrator, expert):
     fake, endpoint = expert
     with serving(orchestrator, {CHEAP: endpoint, DEAR: endpoint}, keys=[KEY, OTHER], key_requests_per_minute=2) as (
@@ -205,6 +212,7 @@ def test_a_key_over_its_rate_gets_429_naming_the_limit_and_the_others_do_not(orc
         assert ask(base_url, key=OTHER).status_code == 200
 
 
+@pytest.mark.server
 def test_fields_that_would_steer_the_expert_call_are_refused(orchestrator, expert):
     fake, endpoint = expert
     with (
@@ -226,6 +234,7 @@ def test_fields_that_would_steer_the_expert_call_are_refused(orchestrator, exper
         assert "the fields taken: model, messages" in ask(base_url, api_base="x").json()["error"]["message"]
 
 
+@pytest.mark.server
 def test_a_client_gone_mid_stream_cuts_the_expert_call_and_is_counted_once(orchestrator):
     with (
         fake_expert(words=60, delay_s=0.05) as (slow, endpoint),
@@ -245,6 +254,7 @@ def test_a_client_gone_mid_stream_cuts_the_expert_call_and_is_counted_once(orche
         assert slow.usage == [] and ledger_consistent(routing.ledger.path)
 
 
+@pytest.mark.server
 def test_the_api_fuzzed_from_its_openapi_schema_gives_no_5xx_and_keeps_the_ledger_consistent(orchestrator, expert):
     fake, endpoint = expert
     with serving(orchestrator, {CHEAP: endpoint, DEAR: endpoint}, keys=[KEY], key_requests_per_minute=10_000) as (

@@ -213,9 +213,14 @@ class RollingBudget:
         recent = list(self._held(budget_units).values())[-(self.window - 1) :] if self.window > 1 else []
         return budget_units * (len(recent) + 1) - sum(recent)
 
+    def _units(self, budget: float) -> int:
+        """A budget in micro-dollars; above the dearest expert it buys nothing more, so it is capped there
+        (as in ``allocate``), which keeps the window's sums within int64."""
+        return min(budget_units(budget), int(self.units.max()))
+
     def take(self, proba: pd.Series, budget: float, exclude=()) -> Ticket | None:
         """The most likely affordable expert not in ``exclude`` (None if none is left), now held in the window."""
-        units = budget_units(budget)
+        units = self._units(budget)
         with self._lock:
             open_ = np.array([e not in exclude for e in self.experts])
             total = self._allowance(units)
@@ -237,11 +242,11 @@ class RollingBudget:
 
     def affordable(self, budget: float) -> list[str]:
         with self._lock:
-            total = self._allowance(budget_units(budget))
+            total = self._allowance(self._units(budget))
         return [e for e, u in zip(self.experts, self.units) if u <= total]
 
     def window_mean(self, budget: float) -> float:
         """Mean price (USD per 1M tokens) of the requests now in this budget's window."""
         with self._lock:
-            held = self._held(budget_units(budget))
+            held = self._held(self._units(budget))
             return sum(held.values()) / MICRO / len(held) if held else 0.0

@@ -271,7 +271,7 @@ def serve_orchestrator(
 ) -> None:
     """Serve the orchestrator saved in ``orchestrator_dir`` over the experts of ``settings`` (the local ones
     started here) until Ctrl-C or SIGTERM, then stop everything: returns within ``SHUTDOWN_GRACE_S`` +
-    ``STOP_TIMEOUT_S`` (and a second or two) of the signal."""
+    ``STOP_TIMEOUT_S`` of the signal (tests/test_serving_faults.py holds it to that)."""
     service_settings = settings.service
     keys = ClientKeys.from_settings(service_settings)
     keys.check_exposure(service_settings.host)  # before anything starts

@@ -2,7 +2,7 @@
 fitted on their MMLU results, a tiny fake OpenAI-compatible expert, and the service over them on a free
 port of 127.0.0.1 with its ledger in a temporary folder.
 
-Run as a script (``python tests/test_serving_fakes.py PORT WORDS DELAY_S``), the fake expert is a process of
+Run as a script (``python tests/serving_fakes.py PORT WORDS DELAY_S``), the fake expert is a process of
 its own, for the tests that kill an expert by its pid.
 """
 
