@@ -64,5 +64,7 @@ def test_the_zero_router_mixes_the_two_hull_experts_around_the_budget():
     assert expected.mean() == pytest.approx(0.5 * 2 / 3 + 0.9 / 3)  # above the mid expert's 0.6 at its price
     assert zero_router(outcomes, costs, 9.0)[1] == {"dear": 1.0}
     assert zero_router(outcomes, costs, 1.0)[1] == {"cheap": 1.0}
+    assert zero_router(outcomes, costs, 0.9999999999999998)[1] == {"cheap": 1.0}  # a mean of prices, rounded
+    assert zero_router(outcomes, costs, 3.9999999999999996)[1] == {"dear": 1.0}
     with pytest.raises(ValueError, match="below the cheapest expert, cheap"):
         zero_router(outcomes, costs, 0.5)

@@ -65,6 +65,8 @@ def zero_router(outcomes: pd.DataFrame, costs: pd.Series, budget: float) -> tupl
     prices = costs[outcomes.columns].astype(float)
     accuracy = outcomes.mean()
     x, y = non_decreasing_hull(prices.to_numpy(), accuracy.to_numpy())
+    near = np.isclose(budget, x, rtol=1e-9, atol=0)  # a mean of prices lands a rounding error off a price
+    budget = float(x[near][0]) if near.any() else budget
     if budget < x[0]:
         raise ValueError(f"budget {budget} is below the cheapest expert, {prices.idxmin()} at {x[0]}: raise it")
 
