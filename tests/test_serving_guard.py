@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from serving_fakes import (
     CHEAP,
@@ -30,6 +30,7 @@ from leeroo_lib.serving.keys import ClientKeys, key_id
 
 OTHER = "sk-test-other-fedcba9876543210"
 FUZZ_EXAMPLES = 120
+FUZZ_SEED = 0
 
 
 @pytest.fixture(scope="module")
@@ -283,10 +284,10 @@ def test_the_api_fuzzed_from_its_openapi_schema_gives_no_5xx_and_keeps_the_ledge
         @settings(
             max_examples=FUZZ_EXAMPLES,
             deadline=None,  # each call is bounded by its timeout instead: a busy machine is no failure
-            database=None,
-            derandomize=True,  # the same cases on every run: a failure here is never luck
+            database=None,  # the same cases on every run (``seed``): a failure here is never luck
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
         )
+        @seed(FUZZ_SEED)  # not derandomize: it seeds from the test's repr, which holds memory addresses here
         @given(case=strategy)
         def check(case):
             response = case.call(base_url=root, headers={"authorization": f"Bearer {KEY}"}, timeout=20)
