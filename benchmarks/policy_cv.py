@@ -1,12 +1,13 @@
 """Which cheap policy to route with, chosen inside the training split only: 5-fold cross-validation
 over every training question (folds grouped by question text), each policy fitted on four folds over
-every served expert (as notebook 04 fits the orchestrator's) and judged on the fifth, in the goal's pool
-(``evaluation.goal``): the per-question signal (mean over the
+every served expert of the goal's benchmark (as notebook 04 fits the orchestrator's) and judged on the fifth,
+in the pool of one of the profile's goals (``evaluation.goals``, the first unless ``--goal`` says): the
+per-question signal (mean over the
 pool's experts of the AUC overall and within subject) and the accuracy at the goal's budget against the
 reference expert on the held-out rows every expert of the pool was measured on (both allocation modes,
 paired bootstrap interval). The test split is never read. Printed, not saved.
 
-    python benchmarks/policy_cv.py [--profile cpu] [--folds 5]
+    python benchmarks/policy_cv.py [--profile cpu] [--folds 5] [--goal 0]
 
 Reads what notebooks 01-03 wrote for the profile (score matrix, splits, universe, training set, the
 embeddings cache). The encoder policy is left out: on 2 CPU cores one fit costs minutes, five of them
@@ -23,7 +24,7 @@ import pandas as pd
 from sklearn.model_selection import GroupKFold
 
 from leeroo_lib.config import load_profile
-from leeroo_lib.data.benchmarks import load_mmlu
+from leeroo_lib.data.benchmarks import load_questions
 from leeroo_lib.data.embeddings import CachedSentenceEmbedder
 from leeroo_lib.evaluation.goal import goal_evaluation
 from leeroo_lib.evaluation.policy_signal import policy_signal
@@ -39,17 +40,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--goal", type=int, default=0, help="which of the profile's evaluation.goals")
     args = parser.parse_args()
 
     cfg = load_profile(args.profile)
-    goal = cfg.evaluation.goal
+    goal = cfg.evaluation.goals[args.goal]
+    benchmark = cfg.pools[goal.pool].benchmark
     pools = served_experts(pd.read_csv(cfg.require("universe")))
     members = pools[goal.pool]
-    union = list(dict.fromkeys(e for served in pools.values() for e in served))  # what notebook 04 fits on
+    # what notebook 04 fits the benchmark's policy on
+    union = list(dict.fromkeys(e for pool in cfg.pools_of(benchmark) for e in pools[pool]))
     costs = expert_costs(get_experts(members, load_catalog(cfg)))
     splits = pd.read_csv(cfg.require("splits"))
     training_set = pd.read_parquet(cfg.require("training_set"))[union]
-    questions = training_questions(load_mmlu(), training_set, splits, None, cfg.seed).reset_index(drop=True)
+    questions = training_questions(load_questions(benchmark), training_set, splits, None, cfg.seed).reset_index(
+        drop=True
+    )
     embedder = CachedSentenceEmbedder(cfg.artifact("embeddings"), max_length=cfg.policy.embedding_max_length)
     embedder.embed(questions)
     folds = list(GroupKFold(args.folds, shuffle=True, random_state=cfg.seed).split(questions, groups=questions["qkey"]))
@@ -58,7 +64,7 @@ def main() -> None:
     print(
         f"{args.profile}: {len(questions):,} training questions, {args.folds} folds; pool {goal.pool} "
         f"({len(members)} experts), {judged.sum():,} rows with all of them measured; budget {goal.budget}, "
-        f"reference {goal.reference}"
+        f"reference {goal.reference or 'the best single expert it affords'}"
     )
     rows = []
     for name in CANDIDATES:
@@ -83,7 +89,7 @@ def main() -> None:
             )
         rows.append(row)
         print(pd.Series(row).to_string(), "\n", flush=True)
-    print(f"{goal.reference} alone on those rows: {result.reference.mean():.4f}")
+    print(f"{result.reference_name} alone on those rows: {result.reference.mean():.4f}")
     print(pd.DataFrame(rows).set_index("policy").to_string())
 
 

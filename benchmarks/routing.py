@@ -1,4 +1,4 @@
-"""Routing speed on CPU: wall time and peak memory to route 1,000 MMLU questions with the saved
+"""Routing speed on CPU: wall time and peak memory to route 1,000 questions of a pool's benchmark with the saved
 orchestrator (reading the questions with its policy included), in both allocation modes.
 
     python benchmarks/routing.py [--profile cpu] [--questions 1000] [--budget 0.6] [--pool open]
@@ -15,7 +15,7 @@ import time
 import torch
 
 from leeroo_lib.config import load_profile
-from leeroo_lib.data.benchmarks import load_mmlu
+from leeroo_lib.data.benchmarks import load_questions
 from leeroo_lib.routing.budget import allocate
 from leeroo_lib.routing.orchestrator import Orchestrator
 
@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = load_profile(args.profile)
-    questions = load_mmlu().sample(args.questions, random_state=cfg.seed)
+    questions = load_questions(cfg.pools[args.pool].benchmark).sample(args.questions, random_state=cfg.seed)
     before_load = peak_rss_mib()
     start = time.perf_counter()
     orchestrator = Orchestrator.load(cfg.require("orchestrator"))
@@ -41,7 +41,8 @@ def main() -> None:
     start = time.perf_counter()
     routes = orchestrator.route(questions, args.budget, pool=args.pool)
     route_s = time.perf_counter() - start
-    proba = orchestrator.policy.predict_proba(questions)[orchestrator.pools[args.pool]]
+    policy = orchestrator.policy_for(orchestrator.pools[args.pool])
+    proba = policy.predict_proba(questions)[orchestrator.pools[args.pool]]
     allocation_s = {}
     for mode in ("sequential", "global"):
         start = time.perf_counter()
@@ -49,7 +50,7 @@ def main() -> None:
         allocation_s[mode] = time.perf_counter() - start
 
     print(
-        f"profile {cfg.name}, policy {type(orchestrator.policy).__name__}, mode {orchestrator.mode}, "
+        f"profile {cfg.name}, policy {type(policy).__name__}, mode {orchestrator.mode}, "
         f"{torch.get_num_threads()} torch threads"
     )
     print(f"load orchestrator:        {load_s:7.2f} s")

@@ -44,6 +44,7 @@ ARTIFACTS = {
 Count = Annotated[int, Field(ge=1)]
 Share = Annotated[float, Field(ge=0, le=1)]
 Price = Annotated[float, Field(ge=0)]  # USD per 1M tokens
+Benchmark = Literal["mmlu", "mmlu_pro"]  # data.benchmarks.BENCHMARKS
 
 
 class _Block(BaseModel):
@@ -60,22 +61,29 @@ class Universe(_Block):
 
 
 class Goal(_Block):
+    """Leeroo in ``pool`` at mean cost <= ``budget`` against ``reference`` alone (None: the best single expert
+    of the pool that the budget affords)."""
+
     pool: str
-    reference: str
+    reference: str | None = None
     budget: Price
 
 
 class Strategies(_Block):
+    """Multi-call strategies on ``pool`` (notebook 05); the goal: beat ``reference`` by a point at
+    ``price_share`` of its price or less."""
+
     pool: str
     reference: str
     n_budgets: Count
+    price_share: Share = 0.25
 
 
 class Evaluation(_Block):
     max_test_questions: Count | None
     highlight: dict[str, Price]
-    goal: Goal
-    strategies: Strategies
+    goals: list[Goal]
+    strategies: list[Strategies]
 
 
 class Candidates(_Block):
@@ -103,8 +111,10 @@ class PoolUniverse(_Block):
 
 
 class Pool(_Block):
-    """One routing pool: which catalog experts are its candidates, its universe rule, its evaluation budgets."""
+    """One routing pool: the benchmark its experts answer, which catalog experts of it are its candidates,
+    its universe rule, its evaluation budgets."""
 
+    benchmark: Benchmark = "mmlu"
     candidates: Candidates = Candidates()
     universe: PoolUniverse = PoolUniverse()
     budgets: list[Price] = []
@@ -112,17 +122,24 @@ class Pool(_Block):
 
     def members(self, catalog) -> list[str]:
         """Catalog experts (``experts.catalog.Expert``) of the pool's suites (and access, when set),
-        plus those named, in catalog order."""
-        known = {e.name for e in catalog}
+        plus those named, in catalog order; all of them answered the pool's benchmark."""
+        known = {e.name: e for e in catalog}
         unknown = [n for n in self.candidates.names if n not in known]
         if unknown:
             raise ValueError(f"pool '{self.name}' names unknown expert(s) {unknown}; the catalog has {sorted(known)}")
-        return [
-            e.name
+        members = [
+            e
             for e in catalog
             if (e.suite in self.candidates.suites and self.candidates.access in (None, e.access))
             or e.name in self.candidates.names
         ]
+        elsewhere = [f"{e.name} ({e.benchmark})" for e in members if e.benchmark != self.benchmark]
+        if elsewhere:
+            raise ValueError(
+                f"pool '{self.name}' routes {self.benchmark} questions, but its candidates {elsewhere} were measured "
+                "on another benchmark: give the pool the suites of its benchmark (experts.catalog.SUITE_BENCHMARK)"
+            )
+        return [e.name for e in members]
 
 
 class _NeuralPolicySettings(_Block):
@@ -193,6 +210,9 @@ class PolicySettings(_Block):
     encoder: Encoder
     stacked: Stacked
     causal_lm: CausalLM | None
+    # the benchmarks the fine-tuned policies (encoder, causal LM) are fitted on: each reads every question
+    # through a language model, which on 2 CPU cores does not fit MMLU-Pro's 6,472 training questions
+    fine_tuned_on: list[Benchmark] = ["mmlu"]
 
     @property
     def compared(self) -> list[str]:
@@ -202,6 +222,11 @@ class PolicySettings(_Block):
         if self.causal_lm is not None:
             names.append("leeroo-causal-lm-qlora" if self.causal_lm.quantize_4bit else "leeroo-causal-lm")
         return names
+
+    def compared_on(self, benchmark: str) -> list[str]:
+        """``compared``, less the fine-tuned policies where ``fine_tuned_on`` leaves the benchmark out."""
+        fine_tuned = ("EncoderPolicy", "CausalLMPolicy")
+        return [n for n in self.compared if benchmark in self.fine_tuned_on or self.KINDS[n] not in fine_tuned]
 
     def arguments(self, name: str) -> dict[str, Any]:
         """The keyword arguments these settings give the policy ``name``; a key a block leaves unset is left out
@@ -348,7 +373,7 @@ class Profile(_Block):
     output_dir: str
     seed: int
     # the benchmarks whose recorded suites the catalog holds (experts.catalog.SUITE_BENCHMARK)
-    benchmarks: list[Literal["mmlu", "mmlu_pro"]] = ["mmlu"]
+    benchmarks: list[Benchmark] = ["mmlu"]
     device: Literal["cpu", "cuda"]
     test_fraction: Annotated[float, Field(gt=0, lt=1)]
     universe: Universe
@@ -367,9 +392,9 @@ class Profile(_Block):
             if pool.universe.min_coverage is None:
                 pool.universe.min_coverage = self.universe.min_coverage
         named = {
-            "evaluation.goal.pool": [self.evaluation.goal.pool],
+            "evaluation.goals": [goal.pool for goal in self.evaluation.goals],
             "selfplay.pool": [self.selfplay.pool],
-            "evaluation.strategies.pool": [self.evaluation.strategies.pool],
+            "evaluation.strategies": [s.pool for s in self.evaluation.strategies],
             "evaluation.highlight": list(self.evaluation.highlight),
         }
         unknown = [f"{key}: {name!r}" for key, names in named.items() for name in names if name not in self.pools]
@@ -377,7 +402,16 @@ class Profile(_Block):
             raise ValueError(
                 f"names pools it does not define ({'; '.join(unknown)}); its pools are {sorted(self.pools)}"
             )
+        elsewhere = [f"{n} ({p.benchmark})" for n, p in self.pools.items() if p.benchmark not in self.benchmarks]
+        if elsewhere:
+            raise ValueError(
+                f"pools {elsewhere} route a benchmark the profile leaves out of benchmarks {self.benchmarks}: add it"
+            )
         return self
+
+    def pools_of(self, benchmark: str) -> dict[str, Pool]:
+        """The pools that route ``benchmark``'s questions, in profile order."""
+        return {name: pool for name, pool in self.pools.items() if pool.benchmark == benchmark}
 
     @property
     def output_root(self) -> Path:

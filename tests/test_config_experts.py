@@ -79,8 +79,10 @@ def test_splits_are_seeded_stratified_and_test_is_fully_scored(recorded):
 def test_catalog_joins_the_suites_and_the_live_experts():
     cfg = load_profile("smoke")
     catalog = load_catalog(cfg)
-    suites = {e.suite for e in catalog}
-    assert suites == {"recorded", "helm", "live"}  # the smoke profile's benchmarks: MMLU only
+    assert {e.suite for e in catalog} == {"recorded", "helm", "mmlu_pro", "live"}
+    mmlu_only = cfg.model_copy(update={"benchmarks": ["mmlu"]})
+    assert {e.suite for e in load_catalog(mmlu_only)} == {"recorded", "helm", "live"}
+    assert {e.benchmark for e in catalog if e.suite == "live"} == {"mmlu"}
     assert len([e for e in load_catalog() if e.suite == "mmlu_pro"]) == 29
     assert len([e for e in catalog if e.suite == "helm"]) == 8
     names = [e.name for e in catalog]

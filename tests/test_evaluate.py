@@ -75,9 +75,12 @@ def test_distribution_shares_sum_to_one(toy):
 
 def test_subcategory_accuracy(toy):
     questions, _ = toy
-    out = evaluate.subcategory_accuracy({"s": np.array([1, 0, 1, 1])}, questions)
+    out = evaluate.subcategory_accuracy({"s": np.array([1, 0, 1, 1])}, questions, seed=0)
     assert out.loc["math", "s"] == 0.5 and out.loc["law", "s"] == 1.0
     assert out["n_questions"].tolist() == [2, 2]
+    # law: both right, so no interval; math: one of two, so the bootstrap spans 0 to 1
+    assert out.loc["law", ["s_ci_low", "s_ci_high"]].tolist() == [1.0, 1.0]
+    assert out.loc["math", ["s_ci_low", "s_ci_high"]].tolist() == [0.0, 1.0]
 
 
 def test_table1_is_identical_for_the_same_seed(toy):

@@ -10,6 +10,7 @@ import torch
 from sklearn.base import clone
 
 from leeroo_lib.config import PolicySettings, load_profile
+from leeroo_lib.data.benchmarks import load_questions
 from leeroo_lib.data.splits import make_splits, split_index
 from leeroo_lib.evaluation.goal import goal_evaluation
 from leeroo_lib.routing.policies import (
@@ -147,11 +148,12 @@ def test_no_test_question_in_training_data(questions, recorded):
         training_questions(questions, leaky, splits, 500, seed=0)
 
 
-def real_subset(questions, n=24):
-    """Real MMLU text with synthetic outcomes: what a language-model policy needs to run."""
-    subset = questions[questions["subject"].isin(["abstract_algebra", "professional_law"])]
+def real_subset(questions, n=24, subjects=("abstract_algebra", "professional_law")):
+    """Real question text (MMLU's, or another benchmark's two ``subjects``) with synthetic outcomes: what
+    a language-model policy needs to run."""
+    subset = questions[questions["subject"].isin(subjects)]
     subset = subset.groupby("subject").head(n // 2).reset_index(drop=True)
-    algebra = (subset["subject"] == "abstract_algebra").to_numpy()
+    algebra = (subset["subject"] == subjects[0]).to_numpy()
     scores = pd.DataFrame(
         np.stack([algebra, ~algebra, algebra], axis=1).astype(float),
         columns=EXPERTS,
@@ -179,9 +181,20 @@ def small_policy(kind: str, scores: pd.DataFrame):
     }[kind]()
 
 
+@pytest.fixture(scope="module")
+def pro_questions():
+    return load_questions("mmlu_pro")
+
+
+@pytest.mark.parametrize("benchmark", ["mmlu", "mmlu_pro"])
 @pytest.mark.parametrize("kind", sorted(POLICIES))
-def test_every_policy_kind_saves_and_reloads_through_the_registry(questions, kind, tmp_path):
-    subset, scores = real_subset(questions, n=8 if kind == "CausalLMPolicy" else 24)
+def test_every_policy_kind_saves_and_reloads_through_the_registry(questions, pro_questions, kind, benchmark, tmp_path):
+    n = 8 if kind == "CausalLMPolicy" else 24
+    if benchmark == "mmlu":
+        subset, scores = real_subset(questions, n)
+    else:  # ten options, sources for subjects
+        subset, scores = real_subset(pro_questions, n, ("ori_mmlu-high_school_physics", "stemez-Chemistry"))
+        assert subset["choices"].map(len).max() == 10
     policy = small_policy(kind, scores).fit(subset, scores)
     proba = policy.predict_proba(subset)
     assert proba.index.equals(subset.index) and list(proba.columns) == EXPERTS

@@ -28,7 +28,7 @@ def setting(questions, recorded):
 
 def test_pools_come_from_the_profile(setting):
     pools = setting["cfg"].pools
-    assert list(pools) == ["open", "mix", "frontier", "live"]
+    assert list(pools) == ["open", "mix", "frontier", "live", "pro-open", "pro-all"]
     catalog = setting["catalog"]
     open_candidates = pools["open"].members(catalog)
     assert GPT4 not in open_candidates and "SmolLM2-135M-Instruct (live)" in open_candidates

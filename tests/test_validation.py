@@ -204,7 +204,7 @@ def test_allocate_refuses_missing_probabilities_and_prices(orchestrator):
 
 def test_an_incomplete_saved_orchestrator_says_how_to_rebuild_it(orchestrator, tmp_path):
     orchestrator.save(tmp_path)
-    (tmp_path / "policy" / "policy.joblib").unlink()
+    (tmp_path / "policy_0" / "policy.joblib").unlink()
     with pytest.raises(
         FileNotFoundError,
         match=r"incomplete orchestrator: .*policy\.joblib is missing; save it "
@@ -270,7 +270,7 @@ def bad_profile(tmp_path, monkeypatch, change) -> str:
         (
             lambda s: s["selfplay"].update(pool="opn"),
             r"names pools it does not define \(selfplay\.pool: 'opn'\); "
-            r"its pools are \['frontier', 'live', 'mix', 'open'\]",
+            r"its pools are \['frontier', 'live', 'mix', 'open', 'pro-open'\]",
         ),
         (
             lambda s: s["pools"]["mix"]["universe"].update(rule="cost_aware"),

@@ -243,9 +243,13 @@ def load_mmlu_pro(data_dir: Path | None = None) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def load_questions(benchmark: str = "mmlu") -> pd.DataFrame:
-    """Every question of a benchmark (``BENCHMARKS``), in the frame ``Orchestrator.route`` takes."""
+def load_questions(benchmark: str | list[str] = "mmlu") -> pd.DataFrame:
+    """Every question of a benchmark (``BENCHMARKS``), or of several one after the other, in the frame
+    ``Orchestrator.route`` takes, with a ``benchmark`` column."""
     readers = {"mmlu": load_mmlu, "mmlu_pro": load_mmlu_pro}
-    if benchmark not in readers:
-        raise ValueError(f"unknown benchmark '{benchmark}': use one of {list(BENCHMARKS)}")
-    return readers[benchmark]()
+    names = [benchmark] if isinstance(benchmark, str) else list(benchmark)
+    unknown = [b for b in names if b not in readers]
+    if unknown or not names:
+        raise ValueError(f"unknown benchmark(s) {unknown or names}: use one or more of {list(BENCHMARKS)}")
+    frames = [readers[name]().assign(benchmark=name) for name in names]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

@@ -166,6 +166,26 @@ def load_output_chars(questions: pd.DataFrame, data_dir: Path | None = None) -> 
     return _keyed(df, questions, "output length").drop(columns="question_id").astype(np.float64)
 
 
+def recorded_results(benchmark: str, questions: pd.DataFrame, data_dir: Path | None = None) -> pd.DataFrame:
+    """Every recorded result on one benchmark's ``questions``, 1 / 0 / NaN, index (subject, idx): MMLU's 13
+    experts of the paper's era with HELM's eight frontier models beside them on the same rows, MMLU-Pro's 29."""
+    if benchmark == "mmlu":
+        check_recorded_join(questions, data_dir)
+        return load_recorded_scores(data_dir).join(load_letter_scores("helm", questions, data_dir), how="left")
+    if benchmark == "mmlu_pro":
+        return load_letter_scores("mmlu_pro", questions, data_dir)
+    raise ValueError(f"no recorded results for benchmark '{benchmark}': the recorded ones are 'mmlu' and 'mmlu_pro'")
+
+
+def split_basis(benchmark: str, results: pd.DataFrame, data_dir: Path | None = None) -> pd.DataFrame:
+    """The results whose fully measured rows a benchmark's test split is drawn from (``splits.make_splits``):
+    MMLU the 13 experts of the paper's era (5,183 questions), MMLU-Pro every expert measured on all of its
+    questions (26 of 29, all 10,786 questions: DeepSeek-Coder-V2 and the Gemini models miss some)."""
+    if benchmark == "mmlu":
+        return results[load_recorded_scores(data_dir).columns]
+    return results.loc[:, results.notna().all()]
+
+
 PAPER_RESULTS_FILE = "paper_results.csv"
 
 

@@ -39,6 +39,7 @@ TABLE1_COLUMNS = [
     "diff_vs_zero_router",
     "zero_ci_low",
     "zero_ci_high",
+    "usd_per_1000_questions",
 ]
 N_BOOTSTRAP = 2000
 CHARS_PER_TOKEN = 4  # PROVENANCE.md's estimate for the MMLU-Pro answer lengths
@@ -91,13 +92,24 @@ def _served(test_scores: pd.DataFrame) -> str:
 
 
 def single_expert_rows(
-    test_scores: pd.DataFrame, catalog: list[Expert], seed: int, pool: str | None = None
+    test_scores: pd.DataFrame,
+    catalog: list[Expert],
+    seed: int,
+    pool: str | None = None,
+    questions: pd.DataFrame | None = None,
+    output_chars: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Each expert answering every test question alone (of ``pool``, when given)."""
+    """Each expert answering every test question alone (of ``pool``, when given); with the ``questions``
+    (rows of ``test_scores``) and the answers' ``output_chars``, what that costs per 1,000 questions."""
     rows = []
     for e in get_experts(list(test_scores.columns), catalog):
         correct = test_scores[e.name].to_numpy()
         low, high = bootstrap_ci(correct, seed)
+        usd = (
+            usd_per_1000_questions(pd.Series(e.name, index=questions.index), questions, output_chars, catalog)
+            if output_chars is not None
+            else np.nan
+        )
         rows.append(
             {
                 "system": e.name,
@@ -110,6 +122,7 @@ def single_expert_rows(
                 "source": "this repo",
                 "pool": pool,
                 "note": e.protocol,
+                "usd_per_1000_questions": usd,
             }
         )
     return pd.DataFrame(rows)
@@ -142,11 +155,13 @@ def router_row(
     test_scores: pd.DataFrame,
     catalog: list[Expert],
     seed: int,
+    output_chars: pd.DataFrame | None = None,
 ) -> dict:
     """One budgeted router on the test split (``test_scores``: the pool's served experts), with its
     paired difference to the best single expert of the same pool that the budget affords (cost <= budget:
     the router may spend a little less than its budget, and that must not exclude an expert priced at the
-    budget)."""
+    budget) and to the zero router at its mean cost; with the answers' ``output_chars``, what its routes
+    cost per 1,000 questions."""
     experts = get_experts(list(test_scores.columns), catalog)
     cost = pd.Series({e.name: e.cost_per_1m_usd for e in experts})
     correct = routed_outcomes(routes, questions, test_scores)
@@ -182,6 +197,9 @@ def router_row(
         "diff_vs_zero_router": (correct - zero).mean(),
         "zero_ci_low": z_low,
         "zero_ci_high": z_high,
+        "usd_per_1000_questions": (
+            usd_per_1000_questions(routes, questions, output_chars, catalog) if output_chars is not None else np.nan
+        ),
     }
 
 
@@ -210,22 +228,28 @@ def table1(rows: list[pd.DataFrame | dict]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).reindex(columns=TABLE1_COLUMNS)
 
 
-def subcategory_accuracy(systems: dict[str, np.ndarray], questions: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy per MMLU sub-category (rows) for each system (columns), from per-question outcomes."""
+def subcategory_accuracy(systems: dict[str, np.ndarray], questions: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Accuracy per sub-category (rows) for each system (columns), from per-question outcomes, with each
+    value's seeded 95% bootstrap interval (columns ``<system>_ci_low``, ``<system>_ci_high``)."""
     frame = pd.DataFrame(systems, index=questions.index)
-    frame["subcategory"] = questions["subcategory"].to_numpy()
-    out = frame.groupby("subcategory").mean()
-    out.insert(0, "n_questions", frame.groupby("subcategory").size())
+    groups = frame.groupby(questions["subcategory"].to_numpy())
+    out = groups.mean().rename_axis("subcategory")
+    out.insert(0, "n_questions", groups.size())
+    for system in systems:
+        intervals = [bootstrap_ci(rows[system].to_numpy(), seed) for _, rows in groups]
+        out[f"{system}_ci_low"], out[f"{system}_ci_high"] = zip(*intervals)
     return out
 
 
 def routing_distribution(routes: dict[tuple[str, float], pd.Series], catalog: list[Expert]) -> pd.DataFrame:
-    """Share of queries sent to each size class at each (pool, budget) tier (Figure 6)."""
-    size = {e.name: e.size_class for e in catalog}
-    classes = list(dict.fromkeys(e.size_class for e in catalog))
+    """Share of queries sent to each size class at each (pool, budget) tier (Figure 6), over the size
+    classes of the catalog's experts on the routed experts' benchmark."""
+    by_name = {e.name: e for e in catalog}
     rows = []
     for (pool, budget), r in routes.items():
-        share = r.map(size).value_counts(normalize=True)
+        benchmark = by_name[r.iloc[0]].benchmark
+        classes = list(dict.fromkeys(e.size_class for e in catalog if e.benchmark == benchmark))
+        share = r.map(lambda e: by_name[e].size_class).value_counts(normalize=True)
         rows += [{"pool": pool, "budget": budget, "size_class": c, "share": float(share.get(c, 0.0))} for c in classes]
     return pd.DataFrame(rows)
 
@@ -233,10 +257,13 @@ def routing_distribution(routes: dict[tuple[str, float], pd.Series], catalog: li
 def test_questions(
     questions: pd.DataFrame, splits: pd.DataFrame, limit: int | None = None, seed: int = 0
 ) -> pd.DataFrame:
-    """The test-split questions in (subject, idx) order; ``limit`` keeps a seeded sample of them."""
+    """The test-split questions among ``questions`` (a benchmark's, or several), in (subject, idx) order;
+    ``limit`` keeps a seeded sample of them."""
     from ..data.splits import split_index
 
-    test = questions.set_index(["subject", "idx"]).loc[split_index(splits, "test")].reset_index()
+    keyed = questions.set_index(["subject", "idx"])
+    test_keys = split_index(splits, "test")
+    test = keyed.loc[test_keys[test_keys.isin(keyed.index)]].reset_index()
     if limit is not None and limit < len(test):
         test = test.sample(n=limit, random_state=seed).sort_values(["subject", "idx"])
     return test.reset_index(drop=True)

@@ -1,4 +1,4 @@
-"""The goal (the profile's ``evaluation.goal``): routers against the reference expert at one budget, on the
+"""A goal (one of the profile's ``evaluation.goals``): routers against the reference expert at one budget, on the
 same questions, in both allocation modes, with a paired bootstrap interval of the difference. Notebook 04
 judges it on the test split, ``benchmarks/policy_cv.py`` on held-out folds of the training split."""
 
@@ -18,11 +18,13 @@ from .evaluate import bootstrap_ci
 class GoalResult:
     """``table``: one row per router and mode (mean cost, accuracy, points over the reference and the 95%
     interval of that difference); ``correct``: per (router, mode), whether the routed expert answered each
-    judged question; ``reference``: the reference expert's outcome on each of them."""
+    judged question; ``reference``: the reference expert's outcome on each of them; ``reference_name``: who
+    it is."""
 
     table: pd.DataFrame
     correct: dict[tuple[str, str], np.ndarray]
     reference: np.ndarray
+    reference_name: str
 
 
 def goal_evaluation(
@@ -31,14 +33,20 @@ def goal_evaluation(
     costs: pd.Series,
     members: list[str],
     *,
-    reference: str,
+    reference: str | None,
     budget: float,
     seed: int,
 ) -> GoalResult:
     """Each router's predictions (``probas``: name -> questions x experts) routed over the pool's
     ``members`` under ``budget`` in every mode, judged on the questions where every member was measured
-    (``outcomes``: questions x experts, indexed like the predictions), against ``reference`` alone on them."""
+    (``outcomes``: questions x experts, indexed like the predictions), against ``reference`` alone on them
+    (None: the member the budget affords that is right most often on them, as Table 1 picks it)."""
     judged = outcomes[members].notna().all(axis=1).to_numpy()
+    if reference is None:
+        affordable = [e for e in members if costs[e] <= budget + 1e-12]
+        if not affordable:
+            raise ValueError(f"budget {budget} affords none of {members}: raise it to {costs[members].min()}")
+        reference = outcomes.loc[judged, affordable].mean().idxmax()
     baseline = outcomes.loc[judged, reference].to_numpy()
     correct, rows = {}, []
     for name, proba in probas.items():
@@ -57,4 +65,4 @@ def goal_evaluation(
                     "CI high": 100 * high,
                 }
             )
-    return GoalResult(pd.DataFrame(rows), correct, baseline)
+    return GoalResult(pd.DataFrame(rows), correct, baseline, reference)

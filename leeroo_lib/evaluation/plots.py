@@ -17,19 +17,24 @@ def _save(fig, path: Path | None):
 
 
 def plot_expert_accuracy(table: pd.DataFrame, path: Path | None = None):
-    """Accuracy of each expert against its price (log scale), coloured by size class."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for size_class, rows in table.groupby("size_class", sort=False):
-        ax.scatter(rows["cost_per_1m_usd"], rows["accuracy"], label=size_class, s=40)
-    for r in table.itertuples():
-        ax.annotate(
-            _label(r.expert), (r.cost_per_1m_usd, r.accuracy), fontsize=7, xytext=(4, 2), textcoords="offset points"
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("cost (USD per 1M tokens, log scale)")
-    ax.set_ylabel("MMLU accuracy (own covered questions)")
-    ax.legend(title="size class")
-    ax.grid(alpha=0.3)
+    """Accuracy of each expert against its price (log scale), coloured by size class, one panel per
+    benchmark (``experts.catalog.accuracy_table``)."""
+    benchmarks = list(dict.fromkeys(table["benchmark"]))
+    fig, axes = plt.subplots(1, len(benchmarks), figsize=(7 * len(benchmarks), 5), squeeze=False)
+    for ax, benchmark in zip(axes[0], benchmarks):
+        rows = table[table["benchmark"] == benchmark]
+        for size_class, group in rows.groupby("size_class", sort=False):
+            ax.scatter(group["cost_per_1m_usd"], group["accuracy"], label=size_class, s=40)
+        for r in rows.itertuples():
+            ax.annotate(
+                _label(r.expert), (r.cost_per_1m_usd, r.accuracy), fontsize=6, xytext=(4, 2), textcoords="offset points"
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("cost (USD per 1M tokens, log scale)")
+        ax.set_ylabel(f"{benchmark} accuracy (own covered questions)")
+        ax.legend(title="size class", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -37,6 +42,8 @@ POOL_TITLES = {
     "open": "open pool (Leeroo opensource)",
     "mix": "mix pool (with GPT-4)",
     "frontier": "frontier pool (HELM, one protocol)",
+    "pro-open": "MMLU-Pro, open experts",
+    "pro-all": "MMLU-Pro, all 29 experts",
 }
 SIZE_COLORS = {
     "7B": "tab:blue",
@@ -46,13 +53,18 @@ SIZE_COLORS = {
     "frontier-small": "tab:olive",
     "frontier": "tab:purple",
     "tiny (live)": "tab:gray",
+    "<7B": "tab:cyan",
 }
 PAPER_SYSTEMS = {"open": "Leeroo (opensource)", "mix": "Leeroo (mix)"}
 
 
 def _label(system: str) -> str:
-    """A short name for a figure: no organisation, no release suffixes."""
-    return re.sub(r"-(Instruct|hf|v0\.1|v1\.5|1106-preview)\b", "", str(system).split("/")[-1])
+    """A short name for a figure: no organisation; on MMLU no release suffixes, on MMLU-Pro (where a base
+    and an instruct model both run) no suite suffix."""
+    name = str(system).split("/")[-1]
+    if name.endswith(" (MMLU-Pro)"):
+        return name.removesuffix(" (MMLU-Pro)")
+    return re.sub(r"-(Instruct|hf|v0\.1|v1\.5|1106-preview)\b", "", name)
 
 
 def plot_accuracy_vs_cost(table1: pd.DataFrame, path: Path | None = None):
@@ -117,22 +129,29 @@ def plot_accuracy_vs_cost(table1: pd.DataFrame, path: Path | None = None):
 
 
 def plot_subcategories(subcategories: pd.DataFrame, path: Path | None = None):
-    """Figure 5: accuracy per MMLU sub-category, one bar per system."""
-    systems = [c for c in subcategories.columns if c != "n_questions"]
-    ordered = subcategories.sort_values(systems[0])
-    fig, ax = plt.subplots(figsize=(12, 4.8))
-    width = 0.8 / len(systems)
-    x = range(len(ordered))
-    for i, system in enumerate(systems):
-        ax.bar([p + i * width for p in x], ordered[system], width=width, label=system)
-    ax.set_xticks([p + width * (len(systems) - 1) / 2 for p in x])
-    ax.set_xticklabels(
-        [f"{s} ({n})" for s, n in zip(ordered.index, ordered["n_questions"])], rotation=40, ha="right", fontsize=8
-    )
-    ax.set_ylabel("accuracy (test split)")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8, loc="upper left")
-    ax.grid(axis="y", alpha=0.3)
+    """Figure 5: accuracy per sub-category, one bar per system with its 95% interval, one panel per
+    benchmark (``evaluate.subcategory_accuracy`` rows with a ``benchmark`` column)."""
+    benchmarks = list(dict.fromkeys(subcategories["benchmark"]))
+    fig, axes = plt.subplots(len(benchmarks), 1, figsize=(12, 4.8 * len(benchmarks)), squeeze=False)
+    for ax, benchmark in zip(axes[:, 0], benchmarks):
+        rows = subcategories[subcategories["benchmark"] == benchmark].dropna(axis=1, how="all")
+        systems = [c for c in rows.columns if c not in ("n_questions", "benchmark") and "_ci_" not in c]
+        ordered = rows.sort_values(systems[0])
+        width = 0.8 / len(systems)
+        x = np.arange(len(ordered))
+        for i, system in enumerate(systems):
+            errors = [ordered[system] - ordered[f"{system}_ci_low"], ordered[f"{system}_ci_high"] - ordered[system]]
+            bars = {"yerr": errors, "capsize": 1.5, "error_kw": {"lw": 0.6, "alpha": 0.6}}
+            ax.bar(x + i * width, ordered[system], width=width, label=system, **bars)
+        ax.set_xticks(x + width * (len(systems) - 1) / 2)
+        ax.set_xticklabels(
+            [f"{s} ({n})" for s, n in zip(ordered.index, ordered["n_questions"])], rotation=40, ha="right", fontsize=8
+        )
+        ax.set_ylabel("accuracy (test split), 95% CI")
+        ax.set_title(f"{benchmark}: per sub-category (questions in brackets)")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8, loc="upper left")
+        ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -162,23 +181,32 @@ def plot_routing_distribution(
     return _save(fig, path)
 
 
-def plot_universe_curve(universe: pd.DataFrame, oracles: pd.DataFrame, chance, path: Path | None = None):
+def plot_universe_curve(
+    universe: pd.DataFrame, oracles: pd.DataFrame, chance: dict[str, np.ndarray], path: Path | None = None
+):
     """S(U) on the training questions against k for the greedy universe of each pool (its served
-    experts, ``results/universe.csv``), with each pool's oracle, the paper's oracle and the chance
-    that one of k independent 4-way guessers is right (``chance(k)``)."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    oracle = oracles.set_index("pool")["oracle_S"]
+    experts, ``results/universe.csv``), one panel per benchmark (``chance``: benchmark -> the chance that
+    one of k independent uniform guessers is right, k = 1, 2, ...; ``universe`` has a ``benchmark``
+    column), with each pool's oracle and, on MMLU, the paper's oracle."""
     served = universe[universe["served"] == 1]
-    for pool, table in served.groupby("pool", sort=False):
-        (line,) = ax.plot(table["k"], table["S_train"], marker="o", label=f"greedy, {pool} pool")
-        ax.axhline(oracle[pool], color=line.get_color(), ls="--", lw=1, label=f"oracle, {pool} pool")
-    ax.axhline(oracles["oracle_S"].iloc[-1], color="grey", lw=1, label="paper's oracle (~98%)")
-    ks = range(1, int(served["k"].max()) + 1)
-    ax.plot(ks, chance(ks), ls=":", color="black", label="chance: 1 - 0.75^k")
-    ax.set_xlabel("k (experts in the universe)")
-    ax.set_ylabel("S(U) on each pool's training questions")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(1, len(chance), figsize=(6.5 * len(chance), 4.5), squeeze=False)
+    oracle = oracles.set_index("pool")["oracle_S"]
+    styles = ["o-", "s--", "^-.", "D:", "v-", "P--"]
+    for ax, (benchmark, guess) in zip(axes[0], chance.items()):
+        rows = served[served["benchmark"] == benchmark]
+        for style, (pool, table) in zip(styles, rows.groupby("pool", sort=False)):
+            (line,) = ax.plot(table["k"], table["S_train"], style, ms=5, label=f"greedy, {pool} pool")
+            ax.axhline(oracle[pool], color=line.get_color(), ls=line.get_linestyle(), lw=1, alpha=0.6)
+        if benchmark == "mmlu":
+            ax.axhline(oracles["oracle_S"].iloc[-1], color="grey", lw=1, label="paper's oracle (~98%)")
+        ks = np.arange(1, len(guess) + 1)
+        ax.plot(ks, guess, ls=":", color="black", label="chance: one of k uniform guessers right")
+        ax.set_title(f"{benchmark}: thin lines are each pool's oracle (all its experts)")
+        ax.set_xlabel("k (experts in the universe)")
+        ax.set_ylabel("S(U): share of training questions some expert gets right")
+        ax.legend(fontsize=8, loc="lower right")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -252,7 +280,7 @@ def plot_router_curves(
 ):
     """Test accuracy against mean cost for every router (rows: router, pool, cost, accuracy), one
     panel per pool, single experts (index: expert; cost, accuracy) as points, the oracle dashed."""
-    fig, axes = plt.subplots(1, len(pools), figsize=(13, 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(pools), figsize=(max(13, 4.5 * len(pools)), 4.5), squeeze=False)
     for ax, (pool, members) in zip(axes[0], pools.items()):
         for router, curve in curves[curves["pool"] == pool].groupby("router", sort=False):
             style = dict(linestyle="--", color="black") if router == "oracle" else dict(marker=".")

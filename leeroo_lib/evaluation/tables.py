@@ -28,7 +28,8 @@ def percent_with_ci(value, low, high, signed: bool = False) -> list[str]:
 def table1_for_reading(table1: pd.DataFrame) -> pd.DataFrame:
     """Rows of results/table1.csv (evaluate.table1) for reading: system, pool, budget, what it cost,
     accuracy % [95% CI], questions; for budgeted routers the best single expert the budget affords and
-    the paired difference to it in points [95% CI]. A column empty for every row shown is left out."""
+    the paired difference to it and to the zero router in points [95% CI]; on MMLU-Pro the USD per 1,000
+    questions. A column empty for every row shown is left out."""
     readable = pd.DataFrame(
         {
             "system": table1["system"],
@@ -41,6 +42,12 @@ def table1_for_reading(table1: pd.DataFrame) -> pd.DataFrame:
             "difference, points [95% CI]": percent_with_ci(
                 table1["diff_vs_best_single"], table1["diff_ci_low"], table1["diff_ci_high"], signed=True
             ),
+            "vs zero router, points [95% CI]": percent_with_ci(
+                table1["diff_vs_zero_router"], table1["zero_ci_low"], table1["zero_ci_high"], signed=True
+            ),
+            "USD per 1,000 questions": [
+                MISSING if pd.isna(u) else f"{u:.3f}" for u in table1["usd_per_1000_questions"]
+            ],
         }
     ).replace(MISSING, np.nan)
     return readable.dropna(axis=1, how="all").astype(object).fillna(MISSING).reset_index(drop=True)

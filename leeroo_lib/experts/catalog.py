@@ -18,8 +18,9 @@ from ..data.suites import verify_data_file
 
 # Recorded suites: name -> catalog file under data/.
 SUITES = {"recorded": "experts.csv", "helm": "experts_helm.csv", "mmlu_pro": "experts_mmlu_pro.csv"}
-SUITE_BENCHMARK = {"recorded": "mmlu", "helm": "mmlu", "mmlu_pro": "mmlu_pro"}  # what each suite answered
-LIVE_SUITE = "live"
+LIVE_SUITE = "live"  # the profile's own experts, scored on MMLU in notebook 01
+# what each suite answered
+SUITE_BENCHMARK = {"recorded": "mmlu", "helm": "mmlu", "mmlu_pro": "mmlu_pro", LIVE_SUITE: "mmlu"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Expert:
     protocol: str
     source: str
     suite: str = "recorded"
+    benchmark: str = "mmlu"  # the benchmark it answered (data.benchmarks.BENCHMARKS)
     input_usd_per_1m: float | None = None
     output_usd_per_1m: float | None = None
 
@@ -54,6 +56,7 @@ def load_experts(data_dir: Path | None = None, suite: str = "recorded") -> list[
             protocol=r.protocol,
             source=r.source,
             suite=suite,
+            benchmark=SUITE_BENCHMARK[suite],
             input_usd_per_1m=getattr(r, "input_usd_per_1m", None),
             output_usd_per_1m=getattr(r, "output_usd_per_1m", None),
         )
@@ -102,6 +105,7 @@ def accuracy_table(scores: pd.DataFrame, catalog: list[Expert]) -> pd.DataFrame:
         pd.DataFrame(
             {
                 "expert": [e.name for e in experts],
+                "benchmark": [e.benchmark for e in experts],
                 "size_class": [e.size_class for e in experts],
                 "cost_per_1m_usd": [e.cost_per_1m_usd for e in experts],
                 "accuracy": scores.mean().values,

@@ -16,26 +16,57 @@ from .policies import POLICIES, policy_class
 
 
 class Orchestrator:
-    """A fitted policy plus the experts' prices: routes a batch of questions under a budget.
+    """Fitted policies plus the experts' prices: routes a batch of questions under a budget.
 
-    ``pools`` (pool name -> served experts, from notebook 02's universe) names the expert sets a
-    caller routes over with ``route(questions, budget, pool="open")``; the policy's experts are their union.
+    ``policy`` is one fitted policy, or a list of them, one per benchmark (their experts never overlap:
+    an expert answered one benchmark). ``pools`` (pool name -> served experts, from notebook 02's universe)
+    names the expert sets a caller routes over with ``route(questions, budget, pool="open")``; each pool's
+    experts belong to one policy, which reads the questions routed over it.
     """
 
     def __init__(self, policy, costs: pd.Series, mode: str = "sequential", pools: dict[str, list[str]] | None = None):
         check_mode(mode)
-        if not hasattr(policy, "experts_"):
+        self.policies = list(policy) if isinstance(policy, (list, tuple)) else [policy]
+        unfitted = [type(p).__name__ for p in self.policies if not hasattr(p, "experts_")]
+        if unfitted or not self.policies:
             raise ValueError(
-                f"the policy ({type(policy).__name__}) is not fitted: call policy.fit(questions, scores) "
+                f"the policy {unfitted or '(none given)'} is not fitted: call policy.fit(questions, scores) "
                 "first, or load a saved orchestrator with Orchestrator.load(path)"
             )
-        self.policy = policy
-        self.costs = check_costs(costs, policy.experts_)
+        experts = [e for p in self.policies for e in p.experts_]
+        shared = sorted({e for e in experts if experts.count(e) > 1})
+        if shared:
+            raise ValueError(f"experts {shared} belong to more than one policy: give each benchmark's policy its own")
+        self.experts = experts
+        self.costs = check_costs(costs, experts)
         self.mode = mode
-        self.pools = {
-            name: check_expert_names(experts, list(policy.experts_), f"pool '{name}'")
-            for name, experts in (pools or {}).items()
-        }
+        self.pools = {}
+        for name, served in (pools or {}).items():
+            self.pools[name] = self._one_policy(check_expert_names(served, experts, f"pool '{name}'"), name)
+
+    @property
+    def policy(self):
+        """The policy of an orchestrator that holds one."""
+        if len(self.policies) > 1:
+            raise AttributeError(f"this orchestrator holds {len(self.policies)} policies: use policy_for(experts)")
+        return self.policies[0]
+
+    def policy_for(self, experts: list[str]):
+        """The policy that predicts every one of ``experts``."""
+        for policy in self.policies:
+            if set(experts) <= set(policy.experts_):
+                return policy
+        raise ValueError(
+            f"experts {list(experts)} belong to policies of different benchmarks: route each benchmark's experts "
+            f"on their own (pools: {sorted(self.pools)})"
+        )
+
+    def _one_policy(self, experts: list[str], pool: str) -> list[str]:
+        try:
+            self.policy_for(experts)
+        except ValueError as err:
+            raise ValueError(f"pool '{pool}': {err}") from None
+        return experts
 
     def _pool(self, pool: str | None, experts) -> list[str]:
         if pool is not None and experts is not None:
@@ -50,13 +81,19 @@ class Orchestrator:
                 raise ValueError(f"unknown pool '{pool}': this orchestrator serves the pools {sorted(self.pools)}")
             return self.pools[pool]
         if experts is None:
-            return list(self.policy.experts_)
-        return check_expert_names(experts, list(self.policy.experts_))
+            if len(self.policies) > 1:
+                raise ValueError(
+                    f"this orchestrator routes {len(self.policies)} benchmarks: name a pool (one of "
+                    f"{sorted(self.pools)}) or the experts to route over"
+                )
+            return list(self.experts)
+        return check_expert_names(experts, self.experts)
 
     def route(self, questions: pd.DataFrame, budget: float, pool: str | None = None, experts=None) -> pd.Series:
         """The expert for each question (indexed like ``questions``); mean cost <= ``budget``
         (USD per 1M tokens). ``pool`` routes over one pool's served experts, ``experts`` over any
-        subset of the policy's; neither: over all of them. No question: an empty Series."""
+        subset of one policy's; neither: over all of them (an orchestrator of one policy). No question:
+        an empty Series."""
         check_budget(budget)
         return self.route_budgets(questions, [budget], pool, experts)[budget]
 
@@ -68,20 +105,22 @@ class Orchestrator:
         check_question_frame(questions)
         budgets = check_budgets(budgets)
         served = self._pool(pool, experts)
+        policy = self.policy_for(served)
         for budget in budgets:
             check_affordable(self.costs[served], budget)
-        proba = self.policy.predict_proba(questions)[served]
+        proba = policy.predict_proba(questions)[served]
         return {budget: allocate(proba, self.costs, budget, self.mode) for budget in budgets}
 
     def save(self, path: Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.policy.save(path / "policy")
+        for i, policy in enumerate(self.policies):
+            policy.save(path / f"policy_{i}")
         (path / "orchestrator.json").write_text(
             json.dumps(
                 {
                     "mode": self.mode,
-                    "policy": type(self.policy).__name__,
+                    "policies": [type(p).__name__ for p in self.policies],
                     "costs": self.costs.to_dict(),
                     "pools": self.pools,
                 },
@@ -97,20 +136,21 @@ class Orchestrator:
                 f"{path} holds no saved orchestrator (orchestrator.json); run notebooks/04_policy.ipynb"
             )
         saved = json.loads((path / "orchestrator.json").read_text())
-        if saved["policy"] not in POLICIES:
+        kinds = saved.get("policies")
+        if kinds is None or any(kind not in POLICIES for kind in kinds):
             raise ValueError(
-                f"{path} was saved with the policy {saved['policy']!r}, which cannot be loaded here "
-                f"(loadable: {sorted(POLICIES)}); refit it with notebooks/04_policy.ipynb"
+                f"{path} was saved with policies {kinds or saved.get('policy')!r} in a layout that cannot be loaded "
+                f"here (loadable: a list of {sorted(POLICIES)}); refit it with notebooks/04_policy.ipynb"
             )
         try:
-            policy = policy_class(saved["policy"]).load(path / "policy")
+            policies = [policy_class(kind).load(path / f"policy_{i}") for i, kind in enumerate(kinds)]
         except OSError as err:  # a missing file, or a model folder transformers cannot read
             raise FileNotFoundError(
                 f"{path} holds an incomplete orchestrator: {err.filename or err} is missing; "
                 "save it again with notebooks/04_policy.ipynb"
             ) from err
         return cls(
-            policy, pd.Series(saved["costs"], name="cost_per_1m_usd"), mode=saved["mode"], pools=saved.get("pools")
+            policies, pd.Series(saved["costs"], name="cost_per_1m_usd"), mode=saved["mode"], pools=saved.get("pools")
         )
 
 

@@ -28,6 +28,7 @@ from .universe import greedy_universe
 
 UNIVERSE_COLUMNS = [
     "pool",
+    "benchmark",
     "expert",
     "k",
     "served",
@@ -120,7 +121,7 @@ def choose_universe(scores: pd.DataFrame, splits: pd.DataFrame, pool: Pool, cata
         "eligible, not chosen: adds no training question to the universe within its rule",
     )
     table["cost_per_1m_usd"] = [next(e.cost_per_1m_usd for e in catalog if e.name == n) for n in table["expert"]]
-    table = table.assign(pool=pool.name, n_train=len(train), n_test=len(test))
+    table = table.assign(pool=pool.name, benchmark=pool.benchmark, n_train=len(train), n_test=len(test))
     table = table.sort_values(["served", "k"], ascending=[False, True], kind="stable")
     return table.astype({"k": "Int64"})[UNIVERSE_COLUMNS].reset_index(drop=True)
 

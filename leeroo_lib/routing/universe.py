@@ -198,14 +198,19 @@ def cost_aware_table(scores: pd.DataFrame, k: int, costs: pd.Series, budgets) ->
     return pd.DataFrame(rows)
 
 
-def chance_oracle(k, n_choices: int = 4):
-    """Chance that at least one of k independent uniform guessers is right: 1 - (1 - 1/n)^k."""
-    return 1 - (1 - 1 / n_choices) ** np.asarray(k)
+def chance_oracle(k, n_choices=4):
+    """Chance that at least one of k independent uniform guessers is right, 1 - (1 - 1/n)^k, averaged over
+    questions when ``n_choices`` gives each question's number of options (MMLU-Pro: 2 to 10)."""
+    miss = 1 - 1 / np.atleast_1d(np.asarray(n_choices, dtype=float))
+    chance = 1 - (miss[None, :] ** np.atleast_1d(k)[:, None]).mean(axis=1)
+    return chance if np.ndim(k) else float(chance[0])
 
 
-def oracle_table(pools: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def oracle_table(pools: dict[str, pd.DataFrame], n_choices: dict[str, object] | None = None) -> pd.DataFrame:
     """Per pool: S with every expert (the oracle) beside the best single expert, the chance that one of
-    as many uniform guessers is right, and the paper's approximate oracle."""
+    as many uniform guessers is right (``n_choices``: pool -> its questions' numbers of options, default
+    four), and the paper's approximate oracle."""
+    n_choices = n_choices or {}
     rows = []
     for pool, scores in pools.items():
         complete = complete_questions(scores)
@@ -216,7 +221,7 @@ def oracle_table(pools: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 "n_questions": len(complete),
                 "oracle_S": universe_score(complete, complete.columns),
                 "best_single_S": complete.mean().max(),
-                "chance_oracle": float(chance_oracle(scores.shape[1])),
+                "chance_oracle": chance_oracle(scores.shape[1], n_choices.get(pool, 4)),
             }
         )
     paper = paper_rows()

@@ -131,7 +131,8 @@ class RoutingService:
                 f"pool '{pool}' serves {missing} but the endpoints give no endpoint for them: add an "
                 f"entry per expert to configs/endpoints/<profile>.yaml"
             )
-        if isinstance(orchestrator.policy, OraclePolicy):
+        self.policy = orchestrator.policy_for(self.experts)
+        if isinstance(self.policy, OraclePolicy):
             raise ValueError("the oracle reads recorded outcomes, not a question: it cannot route new requests")
         self.orchestrator = orchestrator
         self.settings = settings
@@ -199,7 +200,7 @@ class RoutingService:
     def read(self, messages: list[dict], subject: str | None) -> tuple[pd.Series, dict[str, int]]:
         """The policy's chance of success per expert of the pool, and the prompt's tokens as each expert
         is sent it (blocking: run it off the event loop)."""
-        proba = self.orchestrator.policy.predict_proba(chat_question(messages, subject)).iloc[0][self.experts]
+        proba = self.policy.predict_proba(chat_question(messages, subject)).iloc[0][self.experts]
         return proba, {e: counter.prompt(messages) for e, counter in self.counters.items()}
 
     def _messages_for(self, expert: str, messages: list[dict]) -> list[dict]:
