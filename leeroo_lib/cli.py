@@ -4,6 +4,7 @@
     leeroo score --profile P --expert NAME      score one live expert through lm-eval (--shard I/N, --merge)
     leeroo route --profile P --questions F      route a CSV/JSONL of questions with the saved orchestrator
     leeroo serve --profile P                    the orchestrator behind an OpenAI-compatible service
+    leeroo report [--check]                     rewrite the README's result tables from results/
 
 Each subcommand imports what it needs when it runs, so ``leeroo --help`` answers at once.
 """
@@ -80,11 +81,29 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def report(args: argparse.Namespace) -> int:
+    from .config import ROOT, load_profile
+    from .evaluation.report import fill
+
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    cfg = load_profile(args.profile)
+    filled = fill(text, cfg.output_root / "results", cfg.policy.orchestrator, cfg.policy.mode)
+    if args.check:
+        if filled != text:
+            raise ValueError(f"{readme}'s result tables differ from the files under results/: run `leeroo report`")
+        print(f"{readme}: every result table matches results/")
+    else:
+        readme.write_text(filled)
+        print(f"{readme}: result tables rewritten from results/")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="leeroo",
         description="Cost-aware routing of questions to LLM experts (the Leeroo Orchestrator, arXiv 2401.13979).",
-        epilog="\n".join(__doc__.splitlines()[2:7]),
+        epilog="\n".join(__doc__.splitlines()[2:8]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -122,7 +141,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=None, help=PROFILE_HELP)
     p.add_argument("--questions", type=Path, required=True, help="a .csv or .jsonl file of questions")
     p.add_argument("--budget", type=float, required=True, help="mean USD per 1M tokens per question")
-    p.add_argument("--pool", default=None, help="route over one pool's served experts (default: all)")
+    p.add_argument(
+        "--pool",
+        default=None,
+        help="route over one pool's served experts (needed where the orchestrator routes "
+        "several benchmarks; default: all its experts)",
+    )
     p.add_argument("--output", type=Path, default=None, help="write .csv or .jsonl here (default: CSV on stdout)")
     p.set_defaults(run=route)
 
@@ -132,6 +156,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=None, help=PROFILE_HELP)
     p.add_argument("--port", type=int, default=None, help="port of the service (default: the endpoints file's)")
     p.set_defaults(run=serve)
+
+    p = commands.add_parser("report", help="rewrite the README's result tables from the files under results/")
+    p.add_argument("--profile", default="cpu", help="the profile whose results/ the README reports (default: cpu)")
+    p.add_argument("--check", action="store_true", help="only check that they match; exit 2 where not")
+    p.set_defaults(run=report)
     return top
 
 

@@ -199,9 +199,12 @@ class PolicySettings(_Block):
     }
 
     mode: Literal["sequential", "global"]
-    # the policy the saved orchestrator holds: one of ``compared`` (chosen by cross-validation on train)
-    orchestrator: str
-    train_questions: Count | None
+    # per benchmark, the policy the saved orchestrator holds for it: one of ``compared_on(benchmark)``, chosen by
+    # cross-validation inside the training split (benchmarks/policy_cv.py)
+    orchestrator: dict[Benchmark, str]
+    # per benchmark, how many training questions the policies (but the stacked one) read: those with the most
+    # measured experts; None: every one
+    train_questions: dict[Benchmark, Count | None]
     test_questions: Count | None
     n_budgets: Count
     embedding_max_length: Count
@@ -250,11 +253,12 @@ class PolicySettings(_Block):
 
     @model_validator(mode="after")
     def _orchestrator_is_compared(self):
-        if self.orchestrator not in self.compared:
-            raise ValueError(
-                f"orchestrator {self.orchestrator!r} is not a policy notebook 04 fits; with these settings it fits "
-                f"{', '.join(self.compared)}"
-            )
+        for benchmark, name in self.orchestrator.items():
+            if name not in self.compared_on(benchmark):
+                raise ValueError(
+                    f"orchestrator {name!r} ({benchmark}) is not a policy notebook 04 fits on {benchmark}; with "
+                    f"these settings it fits {', '.join(self.compared_on(benchmark))}"
+                )
         return self
 
 
@@ -402,6 +406,10 @@ class Profile(_Block):
             raise ValueError(
                 f"names pools it does not define ({'; '.join(unknown)}); its pools are {sorted(self.pools)}"
             )
+        for key in ("orchestrator", "train_questions"):
+            unset = [b for b in self.benchmarks if b not in getattr(self.policy, key)]
+            if unset:
+                raise ValueError(f"policy.{key} gives nothing for benchmark(s) {unset}: give one value per benchmark")
         elsewhere = [f"{n} ({p.benchmark})" for n, p in self.pools.items() if p.benchmark not in self.benchmarks]
         if elsewhere:
             raise ValueError(

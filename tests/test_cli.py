@@ -1,4 +1,5 @@
-"""The `leeroo` command line: each subcommand's help, and `leeroo route` from a file to the routes."""
+"""The `leeroo` command line: each subcommand's help, `leeroo route` from a file to the routes, and `leeroo report`
+against the README."""
 
 import json
 import subprocess
@@ -8,12 +9,13 @@ import pandas as pd
 import pytest
 
 from leeroo_lib import cli, config
-from leeroo_lib.config import load_profile
+from leeroo_lib.config import ROOT, load_profile
 from leeroo_lib.data.benchmarks import read_questions
+from leeroo_lib.evaluation.report import fill
 from leeroo_lib.routing.orchestrator import Orchestrator
 from leeroo_lib.routing.policies.baselines import SubjectPolicy
 
-SUBCOMMANDS = ["check-profile", "score", "route", "serve"]
+SUBCOMMANDS = ["check-profile", "score", "route", "serve", "report"]
 COSTS = pd.Series({"cheap": 0.1, "dear": 1.0})
 
 
@@ -73,3 +75,20 @@ def test_a_questions_file_without_choices_is_named(tmp_path):
     path.write_text('question,choices\nWhat is 2 + 2?,"[""4"", ""5""]"\n')
     read = read_questions(path)
     assert read.loc[0, "choices"] == ["4", "5"] and read.loc[0, "subject"] == "" and len(read.loc[0, "qkey"]) == 16
+
+
+def test_the_readme_tables_are_the_results_files(tmp_path):
+    """Every README table between results markers is what `leeroo report` writes from results/: a changed
+    number in either fails here."""
+    readme = (ROOT / "README.md").read_text()
+    assert "<!-- results:mmlu-pro-routers -->" in readme
+    settings = load_profile("cpu").policy
+    assert fill(readme, ROOT / "results", settings.orchestrator, settings.mode) == readme
+    changed = pd.read_csv(ROOT / "results" / "table1.csv")
+    changed.loc[changed["kind"] == "leeroo", "accuracy"] += 0.01
+    (tmp_path / "table1.csv").write_text(changed.to_csv(index=False))
+    for name in ("strategies.csv", "goals.csv"):
+        (tmp_path / name).write_text((ROOT / "results" / name).read_text())
+    assert fill(readme, tmp_path, settings.orchestrator, settings.mode) != readme
+    with pytest.raises(ValueError, match=r"README blocks \['nope'\] name no table"):
+        fill("<!-- results:nope -->\nx\n<!-- /results -->", ROOT / "results", settings.orchestrator, settings.mode)

@@ -121,7 +121,7 @@ def plot_accuracy_vs_cost(table1: pd.DataFrame, path: Path | None = None):
         ax.set_xscale("log")
         ax.set_title(POOL_TITLES.get(pool, f"{pool} pool"))
         ax.set_xlabel("mean cost (USD per 1M tokens, log scale)")
-        ax.set_ylabel("MMLU accuracy (test split)")
+        ax.set_ylabel("accuracy (test split)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
@@ -163,7 +163,7 @@ def plot_routing_distribution(
     its served experts, as text) is listed under the bars."""
     table = distribution.pivot_table(index=["pool", "budget"], columns="size_class", values="share", sort=False)
     table = table.reindex(pd.MultiIndex.from_frame(distribution[["pool", "budget"]].drop_duplicates()))
-    table = table.loc[:, table.sum() > 0]
+    table = table.fillna(0.0).loc[:, lambda t: t.sum() > 0]  # a class of another benchmark: none of it
     fig, ax = plt.subplots(figsize=(12, 4.5))
     bottom = pd.Series(0.0, index=table.index)
     labels = [f"{pool}-{budget:g}$" for pool, budget in table.index]
@@ -175,7 +175,7 @@ def plot_routing_distribution(
     ax.tick_params(axis="x", rotation=45)
     ax.legend(title="size class", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if served:
-        caption = "\n".join(f"{pool} serves: {experts}" for pool, experts in served.items())
+        caption = "\n".join(f"{pool} serves: {experts.replace(' (MMLU-Pro)', '')}" for pool, experts in served.items())
         fig.text(0.01, -0.02, caption, fontsize=7, va="top", wrap=True)
     fig.tight_layout()
     return _save(fig, path)

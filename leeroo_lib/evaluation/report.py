@@ -1,0 +1,149 @@
+"""The README's result tables, written from the files under results/: a table is a function of the CSVs
+it reads, so a number in the README is the number in the file. In README.md each sits between
+``<!-- results:NAME -->`` and ``<!-- /results -->``; ``fill`` rewrites every such block (``leeroo report``),
+and a test fails when the README and the files disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .tables import percent_with_ci
+
+BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n).*?(<!-- /results -->)", re.DOTALL)
+
+
+def _short(name) -> str:
+    return str(name).split("/")[-1].removesuffix(" (MMLU-Pro)").removesuffix(" (HELM)")
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows]) + "\n"
+
+
+def _usd(values) -> list[str]:
+    return ["-" if pd.isna(v) else f"{v:.3f}" for v in values]
+
+
+def router_table(table1: pd.DataFrame, pools: list[str]) -> pd.DataFrame:
+    """Leeroo at each budget of ``pools``: what it spent, its accuracy, and its paired differences to the
+    best single expert it affords and to the zero router at its mean cost, with USD per 1,000 questions."""
+    rows = table1[(table1["kind"] == "leeroo") & table1["pool"].isin(pools)]
+    return pd.DataFrame(
+        {
+            "pool": rows["pool"],
+            "budget": [f"{b:g}" for b in rows["budget"]],
+            "spent": [f"{c:.2f}" for c in rows["cost_per_1m_usd"]],
+            "accuracy % [95% CI]": percent_with_ci(rows["accuracy"], rows["ci_low"], rows["ci_high"]),
+            "best single expert it affords": [_short(e) for e in rows["best_single_at_cost"]],
+            "vs it, points": percent_with_ci(
+                rows["diff_vs_best_single"], rows["diff_ci_low"], rows["diff_ci_high"], signed=True
+            ),
+            "vs the zero router, points": percent_with_ci(
+                rows["diff_vs_zero_router"], rows["zero_ci_low"], rows["zero_ci_high"], signed=True
+            ),
+            "USD / 1,000 questions": _usd(rows["usd_per_1000_questions"]),
+        }
+    )
+
+
+def single_table(table1: pd.DataFrame, pool: str) -> pd.DataFrame:
+    """A pool's experts alone, cheapest per token first, with what 1,000 questions cost each of them and
+    where that puts it: verbosity reorders the price list."""
+    rows = table1[(table1["kind"] == "single") & (table1["pool"] == pool)]
+    rows = rows.sort_values(["cost_per_1m_usd", "usd_per_1000_questions"], kind="stable")
+    return pd.DataFrame(
+        {
+            "expert": [_short(e) for e in rows["system"]],
+            "USD / 1M tokens": [f"{c:g}" for c in rows["cost_per_1m_usd"]],
+            "USD / 1,000 questions": _usd(rows["usd_per_1000_questions"]),
+            "rank by USD per question": rows["usd_per_1000_questions"].rank(method="min").astype("Int64"),
+            "accuracy % [95% CI]": percent_with_ci(rows["accuracy"], rows["ci_low"], rows["ci_high"]),
+        }
+    )
+
+
+def strategy_table(strategies: pd.DataFrame, pool: str) -> pd.DataFrame:
+    """Per strategy family on ``pool``: its cheapest setting, and its most accurate."""
+    rows = strategies[strategies["pool"] == pool].assign(family=lambda t: t["strategy"].str.split(":").str[0])
+    picked = []
+    for family, group in rows.groupby("family", sort=False):
+        cheapest, best = group["mean_cost"].idxmin(), group["accuracy"].idxmax()
+        settings = (
+            {"cheapest": cheapest, "most accurate": best}
+            if cheapest != best
+            else {"cheapest, also most accurate": best}
+        )
+        for label, row in ((label, group.loc[i]) for label, i in settings.items()):
+            picked.append(
+                {
+                    "strategy": family,
+                    "setting": label,
+                    "mean cost": f"{row['mean_cost']:.2f}",
+                    "accuracy % [95% CI]": percent_with_ci([row["accuracy"]], [row["ci_low"]], [row["ci_high"]])[0],
+                    "experts asked per question": f"{row['calls_per_question']:.2f}",
+                }
+            )
+    return pd.DataFrame(picked)
+
+
+def goal_table(goals: pd.DataFrame, table1: pd.DataFrame, routers: dict[str, str], mode: str) -> pd.DataFrame:
+    """Each goal (notebook 04, ``results/goals.csv``) for the saved orchestrator's policy of the goal's benchmark
+    (``routers``: benchmark -> policy) in ``mode``: its accuracy against the reference's on the same test
+    questions, and, from Table 1, against the zero router."""
+    rows = goals[(goals["router"] == goals["benchmark"].map(routers)) & (goals["mode"] == mode)]
+    leeroo = table1[table1["kind"] == "leeroo"].set_index(["pool", "budget"])
+    zero = [leeroo.loc[(p, b)] if (p, b) in leeroo.index else None for p, b in zip(rows["pool"], rows["budget"])]
+    return pd.DataFrame(
+        {
+            "pool": rows["pool"],
+            "budget": [f"{b:g}" for b in rows["budget"]],
+            "reference": [_short(e) for e in rows["reference"]],
+            "questions": rows["n_questions"],
+            "reference %": [f"{100 * a:.1f}" for a in rows["reference_accuracy"]],
+            "Leeroo %": [f"{100 * a:.1f}" for a in rows["accuracy"]],
+            "points over the reference [95% CI]": [
+                f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+                for d, lo, hi in rows[["points over reference", "CI low", "CI high"]].to_numpy()
+            ],
+            "points over the zero router [95% CI]": [
+                "-"
+                if z is None
+                else percent_with_ci([z["diff_vs_zero_router"]], [z["zero_ci_low"]], [z["zero_ci_high"]], signed=True)[
+                    0
+                ]
+                for z in zero
+            ],
+        }
+    )
+
+
+def tables(results: Path, routers: dict[str, str], mode: str) -> dict[str, str]:
+    """Every README table by its block name, from the CSVs under ``results``; ``routers`` and ``mode`` are the
+    saved orchestrator's policy per benchmark and allocation mode (the profile's ``policy.orchestrator`` and
+    ``policy.mode``)."""
+    table1 = pd.read_csv(results / "table1.csv")
+    strategies = pd.read_csv(results / "strategies.csv")
+    goals = pd.read_csv(results / "goals.csv")
+    return {
+        "goals": _markdown(goal_table(goals, table1, routers, mode)),
+        "mmlu-pro-routers": _markdown(router_table(table1, ["pro-open", "pro-all"])),
+        "mmlu-pro-experts": _markdown(single_table(table1, "pro-all")),
+        "mmlu-pro-strategies": _markdown(strategy_table(strategies, "pro-all")),
+    }
+
+
+def fill(text: str, results: Path, routers: dict[str, str], mode: str) -> str:
+    """``text`` with every results block rewritten from the files (``tables``); an unknown block name is an
+    error."""
+    written = tables(results, routers, mode)
+    unknown = sorted({m["name"] for m in BLOCK.finditer(text)} - set(written))
+    if unknown:
+        raise ValueError(f"README blocks {unknown} name no table; known: {sorted(written)}")
+    return BLOCK.sub(lambda m: m.group(1) + written[m["name"]] + m.group(3), text)
