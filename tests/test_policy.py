@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from sklearn.base import clone
 
-from leeroo_lib.config import PolicySettings, load_profile
+from leeroo_lib.config import CONFIG_DIR, PolicySettings, Profile, load_profile
 from leeroo_lib.data.benchmarks import load_questions
 from leeroo_lib.data.splits import make_splits, split_index
 from leeroo_lib.evaluation.goal import goal_evaluation
@@ -261,9 +262,21 @@ def test_build_gives_each_name_its_kind_with_the_profile_settings():
 @pytest.mark.parametrize("orchestrator", ["logistic-probe", "leeroo-causal-lm", "Stacked"])
 def test_the_orchestrator_must_be_a_policy_notebook_04_fits(orchestrator):
     settings = load_profile("smoke").policy.model_dump(exclude_unset=True)  # no causal LM
-    with pytest.raises(ValueError, match=f"orchestrator '{orchestrator}' is not a policy notebook 04 fits.*knn"):
-        PolicySettings.model_validate({**settings, "orchestrator": orchestrator})
-    assert PolicySettings.model_validate({**settings, "orchestrator": "knn"}).compared[-1] == "leeroo-stacked"
+    with pytest.raises(ValueError, match=f"orchestrator '{orchestrator}' \\(mmlu\\) is not a policy notebook 04 fits"):
+        PolicySettings.model_validate({**settings, "orchestrator": {"mmlu": orchestrator}})
+    # the fine-tuned policies are fitted only on the benchmarks fine_tuned_on names
+    with pytest.raises(
+        ValueError, match="orchestrator 'leeroo-encoder' \\(mmlu_pro\\) is not a policy notebook 04 fits"
+    ):
+        PolicySettings.model_validate({**settings, "orchestrator": {"mmlu_pro": "leeroo-encoder"}})
+    assert PolicySettings.model_validate({**settings, "orchestrator": {"mmlu": "knn"}}).compared[-1] == "leeroo-stacked"
+    with pytest.raises(ValueError, match=r"policy.orchestrator gives nothing for benchmark\(s\) \['mmlu_pro'\]"):
+        Profile.model_validate(
+            {
+                **yaml.safe_load((CONFIG_DIR / "smoke.yaml").read_text()),
+                "policy": {**settings, "orchestrator": {"mmlu": "knn"}},
+            }
+        )
 
 
 def test_goal_evaluation_routes_the_pool_and_measures_against_the_reference():
