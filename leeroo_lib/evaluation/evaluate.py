@@ -1,4 +1,4 @@
-"""MMLU evaluation of routers on the fixed test split: the paper's Table 1, Figure 5 and Figure 6 data.
+"""Evaluation of routers on a benchmark's fixed test split: the paper's Table 1, Figure 5 and Figure 6 data.
 
 A router's result is a Series of expert names indexed like the test questions; its outcome on a
 question is the recorded eval(e_j(q_i)) of the expert it chose. Every accuracy of ours comes with

@@ -8,6 +8,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from adjustText import adjust_text
+
+from .aiq import non_decreasing_hull
 
 
 def _save(fig, path: Path | None):
@@ -86,18 +89,16 @@ def plot_accuracy_vs_cost(table1: pd.DataFrame, path: Path | None = None):
             s=30,
             label="served experts alone (this repo)",
         )
-        # label the best expert of each price, alternately above and below its point
-        for i, (cost, tier) in enumerate(pool_singles.groupby("cost_per_1m_usd")):
+        # the zero router: the best random mix of two experts, linear in cost (drawn densely on the log axis)
+        x, y = non_decreasing_hull(pool_singles["cost_per_1m_usd"].to_numpy(), pool_singles["accuracy"].to_numpy())
+        dense = np.geomspace(x[0], x[-1], 200) if len(x) > 1 else x
+        ax.plot(dense, np.interp(dense, x, y), ls="--", lw=1, color="grey", label="zero router (best mix of two)")
+        # label the best expert of each price; adjust_text (below) moves the labels off each other
+        labels = []
+        for cost, tier in pool_singles.groupby("cost_per_1m_usd"):
             best = tier.loc[tier["accuracy"].idxmax()]
             more = f" (+{len(tier) - 1} at this price)" if len(tier) > 1 else ""
-            ax.annotate(
-                _label(best["system"]) + more,
-                (cost, best["accuracy"]),
-                fontsize=6,
-                color="dimgrey",
-                xytext=(4, 4 if i % 2 == 0 else -10),
-                textcoords="offset points",
-            )
+            labels.append(ax.text(cost, best["accuracy"], _label(best["system"]) + more, fontsize=6, color="dimgrey"))
         for router, rows in ours[(ours["pool"] == pool) & (ours["kind"] == "leeroo")].groupby("system"):
             rows = rows.sort_values("cost_per_1m_usd")
             (line,) = ax.plot(rows["cost_per_1m_usd"], rows["accuracy"], marker="o", ms=4, label=router)
@@ -124,6 +125,7 @@ def plot_accuracy_vs_cost(table1: pd.DataFrame, path: Path | None = None):
         ax.set_ylabel("accuracy (test split)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
+        adjust_text(labels, ax=ax, arrowprops={"arrowstyle": "-", "color": "lightgrey", "lw": 0.5})
     fig.tight_layout()
     return _save(fig, path)
 

@@ -21,6 +21,7 @@ def _short(name) -> str:
 
 
 def _markdown(frame: pd.DataFrame) -> str:
+    frame = frame.loc[:, [not (frame[c].astype(str) == "-").all() for c in frame.columns]]  # no empty column
     header = "| " + " | ".join(frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)
     rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
@@ -53,6 +54,47 @@ def router_table(table1: pd.DataFrame, pools: list[str]) -> pd.DataFrame:
     )
 
 
+# Table 1 of the paper beside ours: (our system, pool, budget or None) -> the paper's row (system, cost)
+PAPER_TABLE1 = [
+    ("mistralai/Mistral-7B-v0.1", "open", None, "Mistral 7B", 0.2),
+    ("meta-llama/Llama-2-13b-hf", "open", None, "LLaMa 2 13B", 0.26),
+    ("mistralai/Mixtral-8x7B-Instruct-v0.1", "open", None, "Mixtral 8x7B", 0.6),
+    ("meta-llama/Llama-2-70b-hf", "open", None, "LLaMa 2 70B", 0.9),
+    ("openai/gpt-4-1106-preview", "mix", None, "GPT4-turbo", 20.0),
+    ("leeroo-open", "open", 0.4, "Leeroo (opensource)", 0.4),
+    ("leeroo-open", "open", 0.5, "Leeroo (opensource)", 0.5),
+    ("leeroo-open", "open", 0.6, "Leeroo (opensource)", 0.6),
+    ("leeroo-mix", "mix", 5.0, "Leeroo (mix)", 5.0),
+    ("leeroo-mix", "mix", 10.0, "Leeroo (mix)", 10.0),
+    ("leeroo-mix", "mix", 15.0, "Leeroo (mix)", 15.0),
+    ("Oracle (open)", "open", None, "Oracle (best open model per question)", None),
+]
+
+
+def paper_table(table1: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 1 and Figure 4 points beside ours on the test split (MMLU)."""
+    ours, paper = table1[table1["source"] == "this repo"], table1[table1["source"] == "paper"]
+    rows = []
+    for system, pool, budget, theirs, cost in PAPER_TABLE1:
+        mine = ours[(ours["system"] == system) & (ours["pool"] == pool)]
+        mine = mine[mine["budget"] == budget] if budget is not None else mine
+        row = mine.iloc[0]
+        match = paper[paper["system"] == theirs]
+        match = match[match["cost_per_1m_usd"] == cost] if cost is not None else match
+        label = _short(system) if budget is None else f"{system}, budget {budget:g}"
+        rows.append(
+            {
+                "system": label if theirs.startswith(("Leeroo", "Oracle")) else f"{label} (paper: {theirs})",
+                "cost (USD / 1M tokens)": "-" if pd.isna(row["cost_per_1m_usd"]) else f"{row['cost_per_1m_usd']:.2f}",
+                "this repo: accuracy % [95% CI]": percent_with_ci([row["accuracy"]], [row["ci_low"]], [row["ci_high"]])[
+                    0
+                ],
+                "paper: accuracy %": f"{100 * match['accuracy'].iloc[0]:.1f}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def single_table(table1: pd.DataFrame, pool: str) -> pd.DataFrame:
     """A pool's experts alone, cheapest per token first, with what 1,000 questions cost each of them and
     where that puts it: verbosity reorders the price list."""
@@ -63,7 +105,9 @@ def single_table(table1: pd.DataFrame, pool: str) -> pd.DataFrame:
             "expert": [_short(e) for e in rows["system"]],
             "USD / 1M tokens": [f"{c:g}" for c in rows["cost_per_1m_usd"]],
             "USD / 1,000 questions": _usd(rows["usd_per_1000_questions"]),
-            "rank by USD per question": rows["usd_per_1000_questions"].rank(method="min").astype("Int64"),
+            "rank by USD per question": [
+                "-" if pd.isna(r) else str(int(r)) for r in rows["usd_per_1000_questions"].rank(method="min")
+            ],
             "accuracy % [95% CI]": percent_with_ci(rows["accuracy"], rows["ci_low"], rows["ci_high"]),
         }
     )
@@ -132,6 +176,10 @@ def tables(results: Path, routers: dict[str, str], mode: str) -> dict[str, str]:
     strategies = pd.read_csv(results / "strategies.csv")
     goals = pd.read_csv(results / "goals.csv")
     return {
+        "mmlu-table1": _markdown(paper_table(table1)),
+        "mmlu-routers": _markdown(router_table(table1, ["open", "mix"])),
+        "frontier-experts": _markdown(single_table(table1, "frontier")),
+        "frontier-routers": _markdown(router_table(table1, ["frontier"])),
         "goals": _markdown(goal_table(goals, table1, routers, mode)),
         "mmlu-pro-routers": _markdown(router_table(table1, ["pro-open", "pro-all"])),
         "mmlu-pro-experts": _markdown(single_table(table1, "pro-all")),

@@ -142,7 +142,7 @@ def _gold(gold: pd.Series, index: pd.Index) -> pd.Series:
     if len(missing):
         raise ValueError(
             f"no gold answer for {len(missing)} questions (first: {list(missing[:3])}): "
-            "pass data.gold_letters(load_mmlu())"
+            "pass data.gold_letters(load_questions(benchmark))"
         )
     return gold.reindex(index)
 

@@ -1,7 +1,7 @@
 """Policies: read a question, predict each expert's chance of answering it correctly.
 
 Every policy is a small estimator with ``fit(questions, scores)`` and ``predict_proba(questions)``:
-``questions`` is a frame as ``data.load_mmlu()`` returns, ``scores`` the score matrix indexed by
+``questions`` is a frame as ``data.load_questions()`` returns, ``scores`` the score matrix indexed by
 (subject, idx) with one column per expert (1 / 0 / NaN; NaN = not measured, left out of every
 loss). ``predict_proba`` gives a frame indexed like ``questions``, one column per expert, in [0, 1].
 
