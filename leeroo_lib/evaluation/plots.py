@@ -173,7 +173,7 @@ def plot_routing_distribution(
         ax.bar(labels, table[size_class], bottom=bottom, label=size_class, color=SIZE_COLORS.get(size_class))
         bottom += table[size_class]
     ax.set_ylabel("share of test queries")
-    ax.set_xlabel("pool and budget tier (mean USD per 1M tokens)")
+    ax.set_xlabel("pool and budget (USD per 1M tokens; what each spent, at most this, is in Table 1)")
     ax.tick_params(axis="x", rotation=45)
     ax.legend(title="size class", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if served:
