@@ -16,6 +16,7 @@ from leeroo_lib.experts.scoring import (
     LETTER_PATTERN,
     evaluate_questions,
     letter_baseline,
+    library_output_to,
     live_sample,
     load_expert_model,
     merge_score_matrix,
@@ -240,3 +241,24 @@ def test_live_experts_come_from_the_profile_as_the_live_suite():
     assert names == [e.name for e in cfg.scoring.live_experts]
     assert {e.suite for e in live_experts(cfg)} == {"live"}
     assert all(e.protocol.startswith("live: lm-eval 1-shot") for e in live_experts(cfg))
+
+
+def test_what_the_libraries_print_while_scoring_goes_to_the_log(tmp_path, capsys):
+    """lm-eval's warnings and the bars its requests draw land in the expert's log, not in the notebook;
+    the loggers and progress switches are as they were afterwards."""
+    import logging
+    import sys
+
+    import datasets
+
+    lm_eval_logger = logging.getLogger("lm_eval")
+    before = (lm_eval_logger.handlers[:], lm_eval_logger.propagate, datasets.is_progress_bar_enabled())
+    with library_output_to(tmp_path / "expert.log"):
+        logging.getLogger("lm_eval.evaluator").error("Overwriting default num_fewshot of a task")
+        print("Running loglikelihood requests", file=sys.stderr)
+        assert not datasets.is_progress_bar_enabled()
+    log = (tmp_path / "expert.log").read_text()
+    assert "Overwriting default num_fewshot" in log and "Running loglikelihood requests" in log
+    captured = capsys.readouterr()
+    assert "Overwriting" not in captured.err + captured.out and "Running" not in captured.err + captured.out
+    assert (lm_eval_logger.handlers, lm_eval_logger.propagate, datasets.is_progress_bar_enabled()) == before

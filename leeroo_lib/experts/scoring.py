@@ -25,7 +25,9 @@ folder, then one merge (``leeroo score --help``).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import socket
 import time
 from pathlib import Path
@@ -357,6 +359,39 @@ def _store(frame: pd.DataFrame, path: Path) -> None:
     partial.replace(path)
 
 
+@contextlib.contextmanager
+def library_output_to(log_path: Path):
+    """lm-eval, datasets and transformers talk while they score: a warning per task, a progress bar per batch
+    of requests, a widget per split, a thousand lines for one expert in a notebook. Inside this block what
+    they print goes to ``log_path`` (appended); progress bars made outside it, one per expert, stay where
+    they were."""
+    import datasets
+    import transformers
+
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    lm_eval_logger = logging.getLogger("lm_eval")
+    bars = transformers.utils.logging
+    kept = (
+        lm_eval_logger.handlers[:],
+        lm_eval_logger.propagate,
+        datasets.is_progress_bar_enabled(),
+        bars.is_progress_bar_enabled(),
+    )
+    with open(log_path, "a") as log, contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+        lm_eval_logger.handlers, lm_eval_logger.propagate = [logging.StreamHandler(log)], False
+        datasets.disable_progress_bars()
+        bars.disable_progress_bar()
+        try:
+            yield
+        finally:
+            lm_eval_logger.handlers, lm_eval_logger.propagate = kept[0], kept[1]
+            if kept[2]:
+                datasets.enable_progress_bars()
+            if kept[3]:
+                bars.enable_progress_bar()
+
+
 def score_expert(
     make_model,
     questions: pd.DataFrame,
@@ -370,7 +405,8 @@ def score_expert(
 ) -> pd.DataFrame:
     """Score every question of ``questions`` not yet in ``path``, ``chunk_size`` at a time, appending
     each finished chunk to the parquet file, so a rerun after an interruption skips what is stored.
-    Each row keeps ``seconds``, its share of its chunk's wall time.
+    Each row keeps ``seconds``, its share of its chunk's wall time. What lm-eval and the libraries under it
+    print goes to the file beside it, ``<expert>.log``; one progress bar per expert stays.
 
     ``make_model``: a zero-argument callable giving the lm-eval model, called only when there is work.
     Returns the stored rows of ``questions``.
@@ -389,14 +425,16 @@ def score_expert(
         )
     todo = questions[~_keys(questions).isin(_keys(done))].sort_values(["subject", "idx"])
     if len(todo):
-        lm, manager = make_model(), task_manager(task_dir)
+        with library_output_to(path.with_suffix(".log")):
+            lm, manager = make_model(), task_manager(task_dir)
         with tqdm(total=len(questions), initial=len(questions) - len(todo), desc=desc or path.stem, unit="q") as bar:
             for start in range(0, len(todo), chunk_size):
                 began = time.perf_counter()
                 try:
-                    scored, _ = evaluate_questions(
-                        lm, todo.iloc[start : start + chunk_size], num_fewshot, task_dir, manager, seed, method
-                    )
+                    with library_output_to(path.with_suffix(".log")):
+                        scored, _ = evaluate_questions(
+                            lm, todo.iloc[start : start + chunk_size], num_fewshot, task_dir, manager, seed, method
+                        )
                 except (requests.exceptions.RequestException, aiohttp.ClientError) as err:  # lm-eval's HTTP
                     raise ConnectionError(
                         f"expert endpoint {getattr(lm, 'base_url', '?')} failed while scoring ({err}); the "

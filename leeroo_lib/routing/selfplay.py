@@ -448,8 +448,15 @@ class LLMGenerator:
 def answer_live(generated: pd.DataFrame, experts: list[LiveExpert], folder: Path) -> pd.DataFrame:
     """eval(e_j(q)) of live experts on valid generated questions, scored zero-shot by
     lm-evaluation-harness (``scoring``): one row per question, one 0/1 column per expert. The result
-    is kept in ``folder`` and reused while the questions are the same."""
-    from ..experts.scoring import evaluate_questions, load_expert_model, task_manager, write_local_tasks
+    is kept in ``folder`` and reused while the questions are the same; what lm-eval prints goes to
+    ``live_answers.log`` there."""
+    from ..experts.scoring import (
+        evaluate_questions,
+        library_output_to,
+        load_expert_model,
+        task_manager,
+        write_local_tasks,
+    )
 
     folder = Path(folder)
     valid = generated[generated["valid"]].copy()
@@ -463,7 +470,8 @@ def answer_live(generated: pd.DataFrame, experts: list[LiveExpert], folder: Path
     manager = task_manager(task_dir)
     result = valid[["subject", "idx", "qkey", "answer"]].reset_index(drop=True)
     for entry in experts:
-        scored, _ = evaluate_questions(load_expert_model(entry), valid, 0, task_dir, manager, method=entry.method)
+        with library_output_to(folder / "live_answers.log"):
+            scored, _ = evaluate_questions(load_expert_model(entry), valid, 0, task_dir, manager, method=entry.method)
         result[entry.name] = result[["subject", "idx"]].merge(scored, on=["subject", "idx"])["correct"]
     result.to_parquet(stored, index=False)
     return result
