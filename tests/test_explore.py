@@ -1,8 +1,10 @@
-"""The budget explorer of notebook 06: the table it shows, checked by hand on a two-budget toy Table 1."""
+"""The budget explorer of notebook 06: the table it shows, checked by hand on a two-budget toy Table 1 (the
+columns of results/table1.csv, those it does not set empty)."""
 
 import pandas as pd
 import pytest
 
+from leeroo_lib.evaluation.evaluate import TABLE1_COLUMNS
 from leeroo_lib.evaluation.explore import budget_summary, budget_view, pool_budgets
 
 ROW = {"kind": "leeroo", "pool": "p", "ci_low": 0.5, "ci_high": 0.7, "diff_ci_low": 0.0, "diff_ci_high": 0.1}
@@ -15,7 +17,7 @@ TABLE1 = pd.DataFrame(
          "diff_vs_best_single": -0.01, "zero_router_mix": "cheap 50%; dear 50%", "diff_vs_zero_router": 0.02,
          "zero_ci_low": -0.01, "zero_ci_high": 0.05},
     ]
-)  # fmt: skip
+).reindex(columns=TABLE1_COLUMNS)  # fmt: skip
 SHARES = pd.DataFrame(
     {"pool": "p", "budget": [0.2, 0.2, 0.6, 0.6], "size_class": ["7B", "70B", "7B", "70B"], "share": [1, 0, 0.25, 0.75]}
 )

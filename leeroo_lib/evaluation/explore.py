@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .tables import percent_with_ci
+from .tables import table1_for_reading
 
 
 def pool_budgets(table1: pd.DataFrame, pool: str) -> list[float]:
@@ -28,19 +28,15 @@ def budget_summary(table1: pd.DataFrame, distribution: pd.DataFrame, pool: str, 
     rows = table1[(table1["kind"] == "leeroo") & (table1["pool"] == pool) & (table1["budget"] == budget)]
     if rows.empty:
         raise ValueError(f"pool '{pool}' was not routed at budget {budget}: choose one of {pool_budgets(table1, pool)}")
-    row = rows.iloc[0]
+    row, readable = rows.iloc[0], table1_for_reading(rows).iloc[0]
     shares = distribution[(distribution["pool"] == pool) & (distribution["budget"] == budget)]
     view = {
-        "accuracy % [95% CI]": percent_with_ci([row["accuracy"]], [row["ci_low"]], [row["ci_high"]])[0],
+        "accuracy % [95% CI]": readable["accuracy % [95% CI]"],
         "spent (USD / 1M tokens)": f"{row['cost_per_1m_usd']:.3f}",
         "best single expert it affords": str(row["best_single_at_cost"]).split("/")[-1],
-        "vs it, points [95% CI]": percent_with_ci(
-            [row["diff_vs_best_single"]], [row["diff_ci_low"]], [row["diff_ci_high"]], signed=True
-        )[0],
+        "vs it, points [95% CI]": readable["difference, points [95% CI]"],
         "zero router (best mix of two)": row["zero_router_mix"],
-        "vs the zero router, points [95% CI]": percent_with_ci(
-            [row["diff_vs_zero_router"]], [row["zero_ci_low"]], [row["zero_ci_high"]], signed=True
-        )[0],
+        "vs the zero router, points [95% CI]": readable["vs zero router, points [95% CI]"],
         **{f"queries to {c}": f"{s:.0%}" for c, s in zip(shares["size_class"], shares["share"]) if s > 0},
     }
     return pd.Series(view, name=f"{pool} @ {budget:g}").to_frame()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .tables import percent_with_ci
+from .tables import percent_with_ci, table1_for_reading, usd_text
 
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n).*?(<!-- /results -->)", re.DOTALL)
 
@@ -28,28 +28,19 @@ def _markdown(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows]) + "\n"
 
 
-def _usd(values) -> list[str]:
-    return ["-" if pd.isna(v) else f"{v:.3f}" for v in values]
-
-
 def router_table(table1: pd.DataFrame, pools: list[str]) -> pd.DataFrame:
     """Leeroo at each budget of ``pools``: what it spent, its accuracy, and its paired differences to the
-    best single expert it affords and to the zero router at its mean cost, with USD per 1,000 questions."""
-    rows = table1[(table1["kind"] == "leeroo") & table1["pool"].isin(pools)]
-    return pd.DataFrame(
-        {
-            "pool": rows["pool"],
-            "budget": [f"{b:g}" for b in rows["budget"]],
-            "spent": [f"{c:.2f}" for c in rows["cost_per_1m_usd"]],
-            "accuracy % [95% CI]": percent_with_ci(rows["accuracy"], rows["ci_low"], rows["ci_high"]),
-            "best single expert it affords": [_short(e) for e in rows["best_single_at_cost"]],
-            "vs it, points": percent_with_ci(
-                rows["diff_vs_best_single"], rows["diff_ci_low"], rows["diff_ci_high"], signed=True
-            ),
-            "vs the zero router, points": percent_with_ci(
-                rows["diff_vs_zero_router"], rows["zero_ci_low"], rows["zero_ci_high"], signed=True
-            ),
-            "USD / 1,000 questions": _usd(rows["usd_per_1000_questions"]),
+    best single expert it affords and to the zero router at its mean cost, with USD per 1,000 questions
+    (``tables.table1_for_reading``, named for the README)."""
+    rows = table1_for_reading(table1[(table1["kind"] == "leeroo") & table1["pool"].isin(pools)])
+    rows["best single expert the budget affords"] = rows["best single expert the budget affords"].map(_short)
+    return rows.drop(columns=["system", "questions"]).rename(
+        columns={
+            "cost (USD / 1M tokens)": "spent",
+            "best single expert the budget affords": "best single expert it affords",
+            "difference, points [95% CI]": "vs it, points",
+            "vs zero router, points [95% CI]": "vs the zero router, points",
+            "USD per 1,000 questions": "USD / 1,000 questions",
         }
     )
 
@@ -104,7 +95,7 @@ def single_table(table1: pd.DataFrame, pool: str) -> pd.DataFrame:
         {
             "expert": [_short(e) for e in rows["system"]],
             "USD / 1M tokens": [f"{c:g}" for c in rows["cost_per_1m_usd"]],
-            "USD / 1,000 questions": _usd(rows["usd_per_1000_questions"]),
+            "USD / 1,000 questions": usd_text(rows["usd_per_1000_questions"]),
             "rank by USD per question": [
                 "-" if pd.isna(r) else str(int(r)) for r in rows["usd_per_1000_questions"].rank(method="min")
             ],

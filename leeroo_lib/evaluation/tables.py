@@ -25,6 +25,11 @@ def percent_with_ci(value, low, high, signed: bool = False) -> list[str]:
     return [one(v, lo, hi) for v, lo, hi in zip(value, low, high)]
 
 
+def usd_text(values) -> list[str]:
+    """USD amounts as ``0.185``, ``-`` where there is none (MMLU has no answer lengths)."""
+    return [MISSING if pd.isna(v) else f"{v:.3f}" for v in values]
+
+
 def table1_for_reading(table1: pd.DataFrame) -> pd.DataFrame:
     """Rows of results/table1.csv (evaluate.table1) for reading: system, pool, budget, what it cost,
     accuracy % [95% CI], questions; for budgeted routers the best single expert the budget affords and
@@ -45,9 +50,7 @@ def table1_for_reading(table1: pd.DataFrame) -> pd.DataFrame:
             "vs zero router, points [95% CI]": percent_with_ci(
                 table1["diff_vs_zero_router"], table1["zero_ci_low"], table1["zero_ci_high"], signed=True
             ),
-            "USD per 1,000 questions": [
-                MISSING if pd.isna(u) else f"{u:.3f}" for u in table1["usd_per_1000_questions"]
-            ],
+            "USD per 1,000 questions": usd_text(table1["usd_per_1000_questions"]),
         }
     ).replace(MISSING, np.nan)
     return readable.dropna(axis=1, how="all").astype(object).fillna(MISSING).reset_index(drop=True)
