@@ -30,7 +30,7 @@ from leeroo_lib.evaluation.goal import goal_evaluation
 from leeroo_lib.evaluation.policy_signal import policy_signal
 from leeroo_lib.experts.catalog import expert_costs, get_experts, load_catalog
 from leeroo_lib.routing.policies import build, score_targets, training_questions
-from leeroo_lib.routing.pools import served_experts
+from leeroo_lib.routing.pools import served_experts, served_union
 
 # by their names in config.PolicySettings.KINDS; the logistic probe is the stacked policy's, alone
 CANDIDATES = ["best-single-expert", "subject-best", "knn", "mf", "logistic-probe", "leeroo-stacked"]
@@ -48,8 +48,7 @@ def main() -> None:
     benchmark = cfg.pools[goal.pool].benchmark
     pools = served_experts(pd.read_csv(cfg.require("universe")))
     members = pools[goal.pool]
-    # what notebook 04 fits the benchmark's policy on
-    union = list(dict.fromkeys(e for pool in cfg.pools_of(benchmark) for e in pools[pool]))
+    union = served_union(pools, cfg.pools_of(benchmark))  # what notebook 04 fits the benchmark's policy on
     costs = expert_costs(get_experts(members, load_catalog(cfg)))
     splits = pd.read_csv(cfg.require("splits"))
     training_set = pd.read_parquet(cfg.require("training_set"))[union]

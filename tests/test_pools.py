@@ -9,7 +9,7 @@ from leeroo_lib.experts.catalog import load_catalog
 from leeroo_lib.routing.orchestrator import Orchestrator
 from leeroo_lib.routing.policies import score_targets
 from leeroo_lib.routing.policies.baselines import PriorPolicy
-from leeroo_lib.routing.pools import choose_universe, served_experts
+from leeroo_lib.routing.pools import choose_universe, served_experts, served_union
 
 GPT4 = "openai/gpt-4-1106-preview"
 
@@ -126,3 +126,9 @@ def test_orchestrator_keeps_its_pools_through_save_and_load(questions, recorded,
         reloaded.route(rows, 5.0, pool="cheap", experts=experts)
     with pytest.raises(ValueError, match=r"pool 'bad': unknown expert\(s\) \['gpt-5'\]"):
         Orchestrator(orchestrator.policy, costs, pools={"bad": ["gpt-5"]})
+
+
+def test_the_union_of_served_experts_keeps_pool_order_and_names_each_once():
+    served = {"a": ["x", "y"], "b": ["y", "z"], "c": ["w"]}
+    assert served_union(served, ["a", "b"]) == ["x", "y", "z"]
+    assert served_union(served, ["b", "a"]) == ["y", "z", "x"]

@@ -133,3 +133,9 @@ def served_experts(universe: pd.DataFrame) -> dict[str, list[str]]:
         raise ValueError(f"universe table lacks column(s) {sorted(missing)}: rerun notebooks/02_universe.ipynb")
     served = universe[universe["served"] == 1].sort_values(["k"], kind="stable")
     return {pool: rows["expert"].tolist() for pool, rows in served.groupby("pool", sort=False)}
+
+
+def served_union(served: dict[str, list[str]], pools) -> list[str]:
+    """Every expert that one of ``pools`` serves (``served_experts``), once, in pool order: the experts the
+    policy of those pools' benchmark predicts (notebook 04, ``benchmarks/policy_cv.py``)."""
+    return list(dict.fromkeys(e for pool in pools for e in served[pool]))
