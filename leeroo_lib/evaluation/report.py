@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .strategies import strategy_family
 from .tables import percent_with_ci, table1_for_reading, usd_text
 
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n).*?(<!-- /results -->)", re.DOTALL)
@@ -106,7 +107,7 @@ def single_table(table1: pd.DataFrame, pool: str) -> pd.DataFrame:
 
 def strategy_table(strategies: pd.DataFrame, pool: str) -> pd.DataFrame:
     """Per strategy family on ``pool``: its cheapest setting, and its most accurate."""
-    rows = strategies[strategies["pool"] == pool].assign(family=lambda t: t["strategy"].str.split(":").str[0])
+    rows = strategies[strategies["pool"] == pool].assign(family=lambda t: strategy_family(t["strategy"]))
     picked = []
     for family, group in rows.groupby("family", sort=False):
         cheapest, best = group["mean_cost"].idxmin(), group["accuracy"].idxmax()

@@ -413,10 +413,15 @@ def evaluate_strategies(strategies, letters: pd.DataFrame, gold: pd.Series, pool
     return pd.DataFrame(rows, columns=STRATEGY_COLUMNS)
 
 
+def strategy_family(names: pd.Series) -> pd.Series:
+    """A strategy's family from its name: ``majority vote: A + B + C`` is a majority vote."""
+    return names.str.partition(": ")[0]
+
+
 def strategy_aiq(rows: pd.DataFrame, prices: pd.Series) -> pd.DataFrame:
     """AIQ of each strategy family (every setting of it one point) over the pool's price range,
     the axes on which ``aiq.aiq_table`` judges the single-call routers: columns strategy, pool, aiq."""
-    families = rows.assign(strategy=rows["strategy"].str.partition(": ")[0])
+    families = rows.assign(strategy=strategy_family(rows["strategy"]))
     return pd.DataFrame(
         [
             {
