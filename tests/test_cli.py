@@ -92,3 +92,7 @@ def test_the_readme_tables_are_the_results_files(tmp_path):
     assert fill(readme, tmp_path, settings.orchestrator, settings.mode) != readme
     with pytest.raises(ValueError, match=r"README blocks \['nope'\] name no table"):
         fill("<!-- results:nope -->\nx\n<!-- /results -->", ROOT / "results", settings.orchestrator, settings.mode)
+    # another profile's results lack rows the README reports: the error says which and what to run
+    changed[~((changed["system"] == "leeroo-open") & (changed["budget"] == 0.4))].to_csv(tmp_path / "table1.csv")
+    with pytest.raises(ValueError, match=r"no row for leeroo-open in pool 'open' at budget 0.4: the README reports"):
+        fill(readme, tmp_path, settings.orchestrator, settings.mode)

@@ -70,6 +70,12 @@ def paper_table(table1: pd.DataFrame) -> pd.DataFrame:
     for system, pool, budget, theirs, cost in PAPER_TABLE1:
         mine = ours[(ours["system"] == system) & (ours["pool"] == pool)]
         mine = mine[mine["budget"] == budget] if budget is not None else mine
+        if mine.empty:
+            raise ValueError(
+                f"Table 1 has no row for {system} in pool '{pool}'"
+                + (f" at budget {budget:g}" if budget else "")
+                + ": the README reports the cpu profile's results (leeroo report --profile cpu)"
+            )
         row = mine.iloc[0]
         match = paper[paper["system"] == theirs]
         match = match[match["cost_per_1m_usd"] == cost] if cost is not None else match
