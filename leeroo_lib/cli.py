@@ -88,7 +88,7 @@ def report(args: argparse.Namespace) -> int:
     readme = ROOT / "README.md"
     text = readme.read_text()
     cfg = load_profile(args.profile)
-    filled = fill(text, cfg.output_root / "results", cfg.policy.orchestrator, cfg.policy.mode)
+    filled = fill(text, cfg.output_root / "results", cfg)
     if args.check:
         if filled != text:
             raise ValueError(f"{readme}'s result tables differ from the files under results/: run `leeroo report`")

@@ -28,6 +28,7 @@ CONFIG_DIR = ROOT / "configs"
 ENDPOINTS_DIR = CONFIG_DIR / "endpoints"
 DATA_DIR = ROOT / "data"
 PROFILE_ENV = "LEEROO_PROFILE"
+OUTPUT_DIR_ENV = "LEEROO_OUTPUT_DIR"  # set: every output of the run goes there instead of the profile's output_dir
 DEFAULT_PROFILE = "cpu"
 
 # The files of the data flow (DESIGN.md): name -> (path under a profile's output root, notebook that writes it).
@@ -36,8 +37,11 @@ ARTIFACTS = {
     "splits": ("data/splits/splits.csv", "01_expert_scoring"),
     "universe": ("results/universe.csv", "02_universe"),
     "training_set": ("data/selfplay/training_set.parquet", "03_selfplay"),
+    "selfplay_training_set": ("data/selfplay/selfplay_training_set.parquet", "03_selfplay"),
     "embeddings": ("data/embeddings/all-MiniLM-L6-v2", "03_selfplay"),
     "orchestrator": ("models/orchestrator", "04_policy"),
+    # the saved orchestrator's policies fitted on the other training set (policy.train_on), for Table 1
+    "compared_orchestrator": ("models/orchestrator_compared", "04_policy"),
     "table1": ("results/table1.csv", "05_mmlu_eval"),
 }
 
@@ -45,6 +49,10 @@ Count = Annotated[int, Field(ge=1)]
 Share = Annotated[float, Field(ge=0, le=1)]
 Price = Annotated[float, Field(ge=0)]  # USD per 1M tokens
 Benchmark = Literal["mmlu", "mmlu_pro"]  # data.benchmarks.BENCHMARKS
+# The orchestrator's training data: what the self-play loop paid for, or every recorded outcome (the upper bound)
+TrainingSet = Literal["selfplay", "full"]
+TRAINING_SETS: tuple[str, ...] = typing.get_args(TrainingSet)
+TRAINING_SET_ARTIFACT = {"selfplay": "selfplay_training_set", "full": "training_set"}  # the ARTIFACTS holding each
 
 
 class _Block(BaseModel):
@@ -202,6 +210,9 @@ class PolicySettings(_Block):
     # per benchmark, the policy the saved orchestrator holds for it: one of ``compared_on(benchmark)``, chosen by
     # cross-validation inside the training split (benchmarks/policy_cv.py)
     orchestrator: dict[Benchmark, str]
+    # the training set of the saved orchestrator's policies (notebook 03 writes both); notebook 04 fits the same
+    # policies on the other one too, and Table 1 reports the two side by side with their expert evaluations
+    train_on: TrainingSet = "full"
     # per benchmark, how many training questions the policies (but the stacked one) read: those with the most
     # measured experts; None: every one
     train_questions: dict[Benchmark, Count | None]
@@ -347,6 +358,15 @@ class Scoring(_Block):
         return self
 
 
+class SelfPlayTraining(_Block):
+    """The loop that writes the self-play training set of one benchmark: epsilon-greedy over ``questions`` of its
+    training questions (None: all) and the experts its policy predicts, the orchestrator's pick routed under
+    ``budget``."""
+
+    budget: Price
+    questions: Count | None = None
+
+
 class SelfPlay(_Block):
     pool: str
     pool_per_subject: Count
@@ -366,6 +386,7 @@ class SelfPlay(_Block):
     generated_questions: Annotated[int, Field(ge=0)]
     max_new_tokens: Count
     answer_live: bool
+    training: dict[Benchmark, SelfPlayTraining]
 
 
 class Profile(_Block):
@@ -406,10 +427,15 @@ class Profile(_Block):
             raise ValueError(
                 f"names pools it does not define ({'; '.join(unknown)}); its pools are {sorted(self.pools)}"
             )
-        for key in ("orchestrator", "train_questions"):
-            unset = [b for b in self.benchmarks if b not in getattr(self.policy, key)]
+        per_benchmark = {
+            "policy.orchestrator": self.policy.orchestrator,
+            "policy.train_questions": self.policy.train_questions,
+            "selfplay.training": self.selfplay.training,
+        }
+        for key, values in per_benchmark.items():
+            unset = [b for b in self.benchmarks if b not in values]
             if unset:
-                raise ValueError(f"policy.{key} gives nothing for benchmark(s) {unset}: give one value per benchmark")
+                raise ValueError(f"{key} gives nothing for benchmark(s) {unset}: give one value per benchmark")
         elsewhere = [f"{n} ({p.benchmark})" for n, p in self.pools.items() if p.benchmark not in self.benchmarks]
         if elsewhere:
             raise ValueError(
@@ -624,6 +650,8 @@ def load_profile(name: str | None = None) -> Profile:
 
     ``name=None`` takes $LEEROO_PROFILE, else ``cpu``: a notebook's ``profile = None`` parameter
     thus runs small under nbval (LEEROO_PROFILE=smoke) and full under ``make reproduce``.
+    $LEEROO_OUTPUT_DIR, where set, replaces the profile's ``output_dir``: the tests run the notebooks into a
+    fresh folder that way, with nothing cached.
     A profile that needs a CUDA GPU fails here, before any work, where there is none.
     """
     name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
@@ -636,6 +664,8 @@ def load_profile(name: str | None = None) -> Profile:
     profile = read_settings(path, Profile)
     if profile.name != name:
         raise ValueError(f"{path}: name '{profile.name}' differs from the file's name; set name: {name}")
+    if os.environ.get(OUTPUT_DIR_ENV):
+        profile.output_dir = os.environ[OUTPUT_DIR_ENV]
     if profile.device == "cuda":
         import torch
 

@@ -82,17 +82,18 @@ def test_the_readme_tables_are_the_results_files(tmp_path):
     number in either fails here."""
     readme = (ROOT / "README.md").read_text()
     assert "<!-- results:mmlu-pro-routers -->" in readme
-    settings = load_profile("cpu").policy
-    assert fill(readme, ROOT / "results", settings.orchestrator, settings.mode) == readme
+    cfg = load_profile("cpu")
+    assert fill(readme, ROOT / "results", cfg) == readme
     changed = pd.read_csv(ROOT / "results" / "table1.csv")
     changed.loc[changed["kind"] == "leeroo", "accuracy"] += 0.01
     (tmp_path / "table1.csv").write_text(changed.to_csv(index=False))
-    for name in ("strategies.csv", "goals.csv"):
-        (tmp_path / name).write_text((ROOT / "results" / name).read_text())
-    assert fill(readme, tmp_path, settings.orchestrator, settings.mode) != readme
+    for path in (ROOT / "results").glob("*.csv"):
+        if path.name != "table1.csv":
+            (tmp_path / path.name).write_text(path.read_text())
+    assert fill(readme, tmp_path, cfg) != readme
     with pytest.raises(ValueError, match=r"README blocks \['nope'\] name no table"):
-        fill("<!-- results:nope -->\nx\n<!-- /results -->", ROOT / "results", settings.orchestrator, settings.mode)
+        fill("<!-- results:nope -->\nx\n<!-- /results -->", ROOT / "results", cfg)
     # another profile's results lack rows the README reports: the error says which and what to run
     changed[~((changed["system"] == "leeroo-open") & (changed["budget"] == 0.4))].to_csv(tmp_path / "table1.csv")
     with pytest.raises(ValueError, match=r"no row for leeroo-open in pool 'open' at budget 0.4: the README reports"):
-        fill(readme, tmp_path, settings.orchestrator, settings.mode)
+        fill(readme, tmp_path, cfg)

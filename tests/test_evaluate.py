@@ -57,6 +57,19 @@ def test_router_row_compares_with_best_single_it_can_afford(toy):
     assert row["best_single_at_cost"] == "mid" and row["diff_vs_best_single"] == pytest.approx(0.0)
 
 
+def test_selfplay_against_full_is_a_paired_difference(toy):
+    questions, scores = toy
+    judged, served = {"p": questions}, {"p": ["cheap", "mid"]}
+    routes = {
+        "selfplay": {("p", 0.3): pd.Series(["cheap", "cheap", "cheap", "cheap"])},  # right on 2 of 4
+        "full": {("p", 0.3): pd.Series(["cheap", "mid", "mid", "cheap"])},  # right on all 4
+    }
+    row = evaluate.selfplay_against_full(routes, judged, scores, served, seed=0).iloc[0]
+    assert (row["accuracy_selfplay"], row["accuracy_full"]) == (0.5, 1.0)
+    assert row["selfplay_minus_full"] == pytest.approx(-50) and row["ci_low"] <= -50 <= row["ci_high"] <= 0
+    assert row["n_questions"] == 4
+
+
 def test_protocol_note_only_when_protocols_mix():
     assert evaluate.protocol_note([CHEAP, MID]) == ""
     assert "big generative" in evaluate.protocol_note([CHEAP, BIG])

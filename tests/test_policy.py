@@ -270,6 +270,11 @@ def test_the_orchestrator_must_be_a_policy_notebook_04_fits(orchestrator):
     ):
         PolicySettings.model_validate({**settings, "orchestrator": {"mmlu_pro": "leeroo-encoder"}})
     assert PolicySettings.model_validate({**settings, "orchestrator": {"mmlu": "knn"}}).compared[-1] == "leeroo-stacked"
+    smoke = yaml.safe_load((CONFIG_DIR / "smoke.yaml").read_text())
+    with pytest.raises(ValueError, match=r"selfplay.training gives nothing for benchmark\(s\) \['mmlu_pro'\]"):
+        Profile.model_validate({**smoke, "selfplay": {**smoke["selfplay"], "training": {"mmlu": {"budget": 5.0}}}})
+    with pytest.raises(ValueError, match="train_on"):
+        PolicySettings.model_validate({**settings, "train_on": "half"})
     with pytest.raises(ValueError, match=r"policy.orchestrator gives nothing for benchmark\(s\) \['mmlu_pro'\]"):
         Profile.model_validate(
             {

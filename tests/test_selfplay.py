@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from leeroo_lib.config import SelfPlayTraining, load_profile
 from leeroo_lib.data.splits import make_splits, split_index
 from leeroo_lib.experts.catalog import expert_costs, load_experts
 from leeroo_lib.experts.scoring import select_questions
@@ -15,6 +16,7 @@ from leeroo_lib.routing.selfplay import (
     choose_experts,
     parse_generation,
     signal,
+    training_loop,
 )
 
 
@@ -92,6 +94,33 @@ def test_round_spends_its_evaluation_budget(setting):
     row = loop.run_round()
     assert 30 <= row["evaluations"] <= 40
     assert len(loop.log) == row["questions"]
+
+
+def test_the_training_loop_keeps_only_what_it_paid_for(setting, questions):
+    """The self-play training set: every sampled training question asked, the rest of the matrix NaN, far fewer
+    evaluations than full information, no test question, no test accuracy."""
+    settings = load_profile("smoke").selfplay
+    loop = training_loop(
+        questions,
+        setting["scores"],
+        setting["splits"],
+        setting["experts"],
+        expert_costs(load_experts()),
+        lambda s: LogisticProbePolicy(HashEmbedder(), seed=s),
+        settings,
+        SelfPlayTraining(budget=5.0, questions=150),
+        seed=0,
+    )
+    curve = loop.run()
+    gathered = loop.gathered
+    assert len(gathered) == 150 and not gathered.index.isin(split_index(setting["splits"], "test")).any()
+    assert curve["accuracy"].isna().all()
+    asked = gathered.notna().sum(axis=1)
+    assert (asked >= 1).all() and loop.evaluations == asked.sum()
+    full = setting["scores"].loc[gathered.index]
+    assert loop.evaluations < 0.4 * full.notna().sum().sum()
+    # every outcome kept is the recorded one
+    pd.testing.assert_frame_equal(gathered, full.where(gathered.notna()), check_dtype=False)
 
 
 def test_epsilon_greedy_sends_to_the_orchestrators_pick():

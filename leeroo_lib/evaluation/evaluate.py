@@ -40,6 +40,8 @@ TABLE1_COLUMNS = [
     "zero_ci_low",
     "zero_ci_high",
     "usd_per_1000_questions",
+    "trained_on",
+    "training_evaluations",
 ]
 N_BOOTSTRAP = 2000
 CHARS_PER_TOKEN = 4  # PROVENANCE.md's estimate for the MMLU-Pro answer lengths
@@ -226,6 +228,37 @@ def table1(rows: list[pd.DataFrame | dict]) -> pd.DataFrame:
     """Stack rows of ours and the paper's into the columns of results/table1.csv."""
     frames = [pd.DataFrame([r]) if isinstance(r, dict) else r for r in rows]
     return pd.concat(frames, ignore_index=True).reindex(columns=TABLE1_COLUMNS)
+
+
+def selfplay_against_full(
+    routes: dict[str, dict[tuple[str, float], pd.Series]],
+    judged: dict[str, pd.DataFrame],
+    scores: pd.DataFrame,
+    served: dict[str, list[str]],
+    seed: int,
+) -> pd.DataFrame:
+    """The orchestrator trained on what self-play paid for against the one trained on full information, at
+    every (pool, budget) both routed (``routes``: training set -> (pool, budget) -> routes of the pool's judged
+    questions): each accuracy and their paired difference in points with its 95% interval."""
+    rows = []
+    for pool, budget in routes["selfplay"]:
+        pool_scores = scores[served[pool]]
+        correct = {t: routed_outcomes(routes[t][pool, budget], judged[pool], pool_scores) for t in ("selfplay", "full")}
+        gap = correct["selfplay"] - correct["full"]
+        low, high = bootstrap_ci(gap, seed)
+        rows.append(
+            {
+                "pool": pool,
+                "budget": budget,
+                "accuracy_selfplay": correct["selfplay"].mean(),
+                "accuracy_full": correct["full"].mean(),
+                "selfplay_minus_full": 100 * gap.mean(),
+                "ci_low": 100 * low,
+                "ci_high": 100 * high,
+                "n_questions": len(gap),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def subcategory_accuracy(systems: dict[str, np.ndarray], questions: pd.DataFrame, seed: int) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """A goal (one of the profile's ``evaluation.goals``): routers against the reference expert at one budget, on the
 same questions, in both allocation modes, with a paired bootstrap interval of the difference. Notebook 04
-judges it on the test split, ``benchmarks/policy_cv.py`` on held-out folds of the training split."""
+judges it on the test split, ``benchmarks/policy_cv.py`` on held-out folds of the training split.
+``sequential_orders`` measures how much the paper's sequential rule owes to the order the questions arrive in."""
 
 from __future__ import annotations
 
@@ -66,3 +67,27 @@ def goal_evaluation(
                 }
             )
     return GoalResult(pd.DataFrame(rows), correct, baseline, reference)
+
+
+def sequential_orders(
+    proba: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    costs: pd.Series,
+    members: list[str],
+    *,
+    budget: float,
+    n_orders: int,
+    seed: int,
+) -> np.ndarray:
+    """Sequential allocation (the paper's rule) spends the budget as the questions arrive, so what it scores
+    depends on their order: its accuracy on the judged questions (as ``goal_evaluation`` judges them) in each of
+    ``n_orders`` seeded random orders."""
+    judged = outcomes[members].notna().all(axis=1).to_numpy()
+    proba, outcomes = proba.loc[judged, members], outcomes[judged]
+    rng = np.random.default_rng(seed)
+    accuracies = []
+    for _ in range(n_orders):
+        order = rng.permutation(len(proba))
+        routes = allocate(proba.iloc[order], costs, budget, "sequential")
+        accuracies.append(picked_outcomes(routes, outcomes).mean())
+    return np.array(accuracies)

@@ -72,7 +72,8 @@ def _label(system: str) -> str:
 
 def plot_accuracy_vs_cost(table1: pd.DataFrame, path: Path | None = None):
     """Figure 4: accuracy against cost, one panel per pool; its served experts alone as points, our
-    router as a curve with its 95% interval, the paper's Leeroo points overlaid where it has them."""
+    router as a curve with its 95% interval (dashed: the same policies on the other training set), the
+    paper's Leeroo points overlaid where it has them."""
     ours = table1[table1["source"] == "this repo"]
     paper = table1[table1["source"] == "paper"]
     pools = list(dict.fromkeys(ours.loc[ours["kind"] == "leeroo", "pool"]))
@@ -99,9 +100,12 @@ def plot_accuracy_vs_cost(table1: pd.DataFrame, path: Path | None = None):
             best = tier.loc[tier["accuracy"].idxmax()]
             more = f" (+{len(tier) - 1} at this price)" if len(tier) > 1 else ""
             labels.append(ax.text(cost, best["accuracy"], _label(best["system"]) + more, fontsize=6, color="dimgrey"))
-        for router, rows in ours[(ours["pool"] == pool) & (ours["kind"] == "leeroo")].groupby("system"):
+        routers = ours[(ours["pool"] == pool) & ours["kind"].isin(["leeroo", "leeroo-compared"])]
+        for kind, rows in routers.groupby("kind"):
             rows = rows.sort_values("cost_per_1m_usd")
-            (line,) = ax.plot(rows["cost_per_1m_usd"], rows["accuracy"], marker="o", ms=4, label=router)
+            style = {"ls": "--", "marker": "s"} if kind == "leeroo-compared" else {"marker": "o"}
+            label = f"leeroo-{pool}, trained on {rows['trained_on'].iloc[0]}"
+            (line,) = ax.plot(rows["cost_per_1m_usd"], rows["accuracy"], ms=4, label=label, **style)
             ax.fill_between(
                 rows["cost_per_1m_usd"], rows["ci_low"], rows["ci_high"], color=line.get_color(), alpha=0.15
             )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..config import TRAINING_SETS
 from .strategies import strategy_family
 from .tables import percent_with_ci, table1_for_reading, usd_text
 
@@ -35,7 +36,7 @@ def router_table(table1: pd.DataFrame, pools: list[str]) -> pd.DataFrame:
     (``tables.table1_for_reading``, named for the README)."""
     rows = table1_for_reading(table1[(table1["kind"] == "leeroo") & table1["pool"].isin(pools)])
     rows["best single expert the budget affords"] = rows["best single expert the budget affords"].map(_short)
-    return rows.drop(columns=["system", "questions"]).rename(
+    return rows.drop(columns=["system", "questions", "trained on", "training evaluations"]).rename(
         columns={
             "cost (USD / 1M tokens)": "spent",
             "best single expert the budget affords": "best single expert it affords",
@@ -166,13 +167,52 @@ def goal_table(goals: pd.DataFrame, table1: pd.DataFrame, routers: dict[str, str
     )
 
 
-def tables(results: Path, routers: dict[str, str], mode: str) -> dict[str, str]:
-    """Every README table by its block name, from the CSVs under ``results``; ``routers`` and ``mode`` are the
-    saved orchestrator's policy per benchmark and allocation mode (the profile's ``policy.orchestrator`` and
-    ``policy.mode``)."""
+def training_set_table(comparison: pd.DataFrame, highlight: dict[str, float]) -> pd.DataFrame:
+    """The orchestrator trained on what self-play paid for against full information (notebook 05,
+    ``results/selfplay_vs_full.csv``) at each pool's highlighted budget: both accuracies, their paired
+    difference and the expert evaluations each training set holds."""
+    rows = comparison[[highlight.get(p) == b for p, b in zip(comparison["pool"], comparison["budget"])]]
+    return pd.DataFrame(
+        {
+            "pool": rows["pool"],
+            "budget": [f"{b:g}" for b in rows["budget"]],
+            "questions": [f"{n:,}" for n in rows["n_questions"]],
+            "self-play %": [f"{100 * a:.1f}" for a in rows["accuracy_selfplay"]],
+            "full information %": [f"{100 * a:.1f}" for a in rows["accuracy_full"]],
+            "self-play minus full, points [95% CI]": [
+                f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+                for d, lo, hi in rows[["selfplay_minus_full", "ci_low", "ci_high"]].to_numpy()
+            ],
+            "evaluations, self-play": [f"{n:,.0f}" for n in rows["evaluations_selfplay"]],
+            "evaluations, full": [f"{n:,.0f}" for n in rows["evaluations_full"]],
+        }
+    )
+
+
+def cv_table(runs: list[pd.DataFrame]) -> pd.DataFrame:
+    """Cross-validation inside the training split (``benchmarks/policy_cv.py``, one file per training set): per
+    policy and training set, the signal and the points over the goal's reference at its budget in both modes."""
+    rows = pd.concat(runs, ignore_index=True)
+    return pd.DataFrame(
+        {
+            "policy": rows["policy"],
+            "trained on": rows["trained_on"],
+            "AUC": [f"{a:.3f}" for a in rows["auc"]],
+            "within subject": [f"{a:.3f}" for a in rows["auc_within_subject"]],
+            "global, points over the reference [CI]": rows["global points over reference [CI]"],
+            "sequential": rows["sequential points over reference [CI]"],
+        }
+    )
+
+
+def tables(results: Path, cfg) -> dict[str, str]:
+    """Every README table by its block name, from the CSVs under ``results``; the profile ``cfg`` names the saved
+    orchestrator's policy per benchmark (``policy.orchestrator``), its allocation mode (``policy.mode``) and each
+    pool's highlighted budget (``evaluation.highlight``)."""
     table1 = pd.read_csv(results / "table1.csv")
     strategies = pd.read_csv(results / "strategies.csv")
     goals = pd.read_csv(results / "goals.csv")
+    routers, mode = cfg.policy.orchestrator, cfg.policy.mode
     return {
         "mmlu-table1": _markdown(paper_table(table1)),
         "mmlu-routers": _markdown(router_table(table1, ["open", "mix"])),
@@ -182,13 +222,22 @@ def tables(results: Path, routers: dict[str, str], mode: str) -> dict[str, str]:
         "mmlu-pro-routers": _markdown(router_table(table1, ["pro-open", "pro-all"])),
         "mmlu-pro-experts": _markdown(single_table(table1, "pro-all")),
         "mmlu-pro-strategies": _markdown(strategy_table(strategies, "pro-all")),
+        **{
+            f"policy-cv-{pool}": _markdown(
+                cv_table([pd.read_csv(results / f"bench_policy_cv_{pool}_{budget:g}_{t}.csv") for t in TRAINING_SETS])
+            )
+            for pool, budget in (("open", 0.6), ("pro-open", 0.6))
+        },
+        "selfplay-vs-full": _markdown(
+            training_set_table(pd.read_csv(results / "selfplay_vs_full.csv"), cfg.evaluation.highlight)
+        ),
     }
 
 
-def fill(text: str, results: Path, routers: dict[str, str], mode: str) -> str:
-    """``text`` with every results block rewritten from the files (``tables``); an unknown block name is an
-    error."""
-    written = tables(results, routers, mode)
+def fill(text: str, results: Path, cfg) -> str:
+    """``text`` with every results block rewritten from the files (``tables``, for profile ``cfg``); an unknown
+    block name is an error."""
+    written = tables(results, cfg)
     unknown = sorted({m["name"] for m in BLOCK.finditer(text)} - set(written))
     if unknown:
         raise ValueError(f"README blocks {unknown} name no table; known: {sorted(written)}")

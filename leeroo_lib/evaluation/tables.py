@@ -34,7 +34,8 @@ def table1_for_reading(table1: pd.DataFrame) -> pd.DataFrame:
     """Rows of results/table1.csv (evaluate.table1) for reading: system, pool, budget, what it cost,
     accuracy % [95% CI], questions; for budgeted routers the best single expert the budget affords and
     the paired difference to it and to the zero router in points [95% CI]; on MMLU-Pro the USD per 1,000
-    questions. A column empty for every row shown is left out."""
+    questions; for routers the training set and the expert evaluations it holds. A column empty for every
+    row shown is left out."""
     readable = pd.DataFrame(
         {
             "system": table1["system"],
@@ -51,6 +52,8 @@ def table1_for_reading(table1: pd.DataFrame) -> pd.DataFrame:
                 table1["diff_vs_zero_router"], table1["zero_ci_low"], table1["zero_ci_high"], signed=True
             ),
             "USD per 1,000 questions": usd_text(table1["usd_per_1000_questions"]),
+            "trained on": table1["trained_on"],
+            "training evaluations": [MISSING if pd.isna(n) else f"{n:,.0f}" for n in table1["training_evaluations"]],
         }
     ).replace(MISSING, np.nan)
     return readable.dropna(axis=1, how="all").astype(object).fillna(MISSING).reset_index(drop=True)

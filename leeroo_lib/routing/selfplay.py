@@ -14,8 +14,10 @@ Pieces, each small and seeded:
   question outside the training split. Generated questions are answered by live experts
   (``answer_live``, lm-evaluation-harness).
 - ``SelfPlayLoop``: rounds with a budget of expert evaluations each; after every round the policy
-  is refit and the test questions are routed under a fixed cost budget (``Orchestrator``).
+  is refit and the test questions, where given, are routed under a fixed cost budget (``Orchestrator``).
   Questions every evaluated expert answers, or none does, are logged and down-weighted.
+- ``training_loop``: the loop whose gathered outcomes are the orchestrator's self-play training set
+  (``policy.train_on: selfplay``), one per benchmark.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..config import LiveExpert, ModelSource
+from ..config import LiveExpert, ModelSource, SelfPlay, SelfPlayTraining
 from ..data.benchmarks import MMLU_LETTERS, question_key
 from ..data.splits import split_index
 from ..experts.live_models import model_source, nf4_model
@@ -144,7 +146,8 @@ class SelfPlayLoop:
     Round r may spend ``first_round_evaluations * growth**r`` expert evaluations. After each round the
     policy (``make_policy(seed)``) is refit on everything gathered, questions of little signal weighted
     by ``low_signal_weight``, and the test questions are routed under ``budget`` (mean cost per query)
-    with the paper's sequential rule; their recorded outcomes give the test accuracy.
+    with the paper's sequential rule; their recorded outcomes give the test accuracy (NaN with no
+    ``test_questions``: the loop only gathers).
     """
 
     def __init__(
@@ -154,8 +157,8 @@ class SelfPlayLoop:
         evaluator: ReplayEvaluator,
         experts: list[str],
         make_policy,
-        test_questions: pd.DataFrame,
-        test_outcomes: pd.DataFrame,
+        test_questions: pd.DataFrame | None,
+        test_outcomes: pd.DataFrame | None,
         costs: pd.Series,
         budget: float,
         routing_mode: str = "global",
@@ -256,7 +259,7 @@ class SelfPlayLoop:
             "round": self.round,
             "questions": len(self.questions),
             "evaluations": self.evaluations,
-            "accuracy": self.test_accuracy(),
+            "accuracy": np.nan if self.test_questions is None else self.test_accuracy(),
             **{f"share_{k}": float(shares.get(k, 0.0)) for k in (SPLIT, ALL_RIGHT, ALL_WRONG, SINGLE)},
         }
 
@@ -290,6 +293,45 @@ class SelfPlayLoop:
         self.integration_sample = outcomes.index
         self._refit()
         return greedy_universe(self.gathered.loc[outcomes.index], k=len(experts))
+
+
+def training_loop(
+    questions: pd.DataFrame,
+    scores: pd.DataFrame,
+    splits: pd.DataFrame,
+    experts: list[str],
+    costs: pd.Series,
+    make_policy,
+    settings: SelfPlay,
+    training: SelfPlayTraining,
+    seed: int,
+) -> SelfPlayLoop:
+    """The epsilon-greedy loop whose gathered outcomes are a benchmark's self-play training set: over
+    ``training.questions`` of its training questions (a seeded sample; all when None) and ``experts`` (those
+    its policy predicts), the orchestrator's pick routed under ``training.budget``, the other settings the
+    profile's ``selfplay`` block. It routes no test question: Table 1 measures what the data it paid for
+    are worth."""
+    keys = pd.MultiIndex.from_frame(questions[["subject", "idx"]])
+    train = questions[keys.isin(split_index(splits, "train"))]
+    if training.questions is not None and training.questions < len(train):
+        train = train.sample(n=training.questions, random_state=seed).sort_values(["subject", "idx"])
+    return SelfPlayLoop(
+        "epsilon_greedy",
+        PoolGenerator(train, settings.prefer_uncertain, seed),
+        ReplayEvaluator(scores[experts], splits),
+        experts,
+        make_policy,
+        None,
+        None,
+        costs,
+        training.budget,
+        routing_mode=settings.routing_mode,
+        epsilon=settings.epsilon,
+        first_round_evaluations=settings.first_round_evaluations,
+        growth=settings.growth,
+        low_signal_weight=settings.low_signal_weight,
+        seed=seed,
+    )
 
 
 def goal_check(curve: pd.DataFrame, accuracy_share: float = 0.95, evaluation_share: float = 0.40) -> dict:
