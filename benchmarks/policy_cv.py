@@ -5,9 +5,12 @@ in the pool of one of the profile's goals (``evaluation.goals``, the first unles
 per-question signal (mean over the
 pool's experts of the AUC overall and within subject) and the accuracy at the goal's budget against the
 reference expert on the held-out rows every expert of the pool was measured on (both allocation modes,
-paired bootstrap interval). The test split is never read. Printed, not saved.
+paired bootstrap interval). The test split is never read. ``--train-on selfplay`` fits each policy on only what
+the self-play loop paid for on the four folds (notebook 03), judged on the fifth with every recorded outcome: how
+the profile's ``policy.train_on`` is chosen. Printed, and written to
+``results/bench_policy_cv_<pool>_<budget>_<training set>.csv``.
 
-    python benchmarks/policy_cv.py [--profile cpu] [--folds 5] [--goal 0]
+    python benchmarks/policy_cv.py [--profile cpu] [--folds 5] [--goal 0] [--train-on full|selfplay]
 
 Reads what notebooks 01-03 wrote for the profile (score matrix, splits, universe, training set, the
 embeddings cache). The encoder policy is left out: on 2 CPU cores one fit costs minutes, five of them
@@ -23,7 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold
 
-from leeroo_lib.config import load_profile
+from leeroo_lib.config import TRAINING_SET_ARTIFACT, TRAINING_SETS, load_profile
 from leeroo_lib.data.benchmarks import load_questions
 from leeroo_lib.data.embeddings import CachedSentenceEmbedder
 from leeroo_lib.evaluation.goal import goal_evaluation
@@ -41,6 +44,7 @@ def main() -> None:
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--goal", type=int, default=0, help="which of the profile's evaluation.goals")
+    parser.add_argument("--train-on", choices=TRAINING_SETS, help="the policies' training set (default: the profile's)")
     args = parser.parse_args()
 
     cfg = load_profile(args.profile)
@@ -52,6 +56,8 @@ def main() -> None:
     costs = expert_costs(get_experts(members, load_catalog(cfg)))
     splits = pd.read_csv(cfg.require("splits"))
     training_set = pd.read_parquet(cfg.require("training_set"))[union]
+    train_on = args.train_on or cfg.policy.train_on
+    fitted_on = pd.read_parquet(cfg.require(TRAINING_SET_ARTIFACT[train_on])).reindex(columns=union)
     questions = training_questions(load_questions(benchmark), training_set, splits, None, cfg.seed).reset_index(
         drop=True
     )
@@ -63,7 +69,7 @@ def main() -> None:
     print(
         f"{args.profile}: {len(questions):,} training questions, {args.folds} folds; pool {goal.pool} "
         f"({len(members)} experts), {judged.sum():,} rows with all of them measured; budget {goal.budget}, "
-        f"reference {goal.reference or 'the best single expert it affords'}"
+        f"reference {goal.reference or 'the best single expert it affords'}; policies fitted on {train_on}"
     )
     rows = []
     for name in CANDIDATES:
@@ -72,12 +78,18 @@ def main() -> None:
         signal = []
         for fit_rows, held_out in folds:
             policy = build(name, cfg.policy, device=cfg.device, seed=cfg.seed, embedder=embedder)
-            policy.fit(questions.iloc[fit_rows], training_set)
+            part = questions.iloc[fit_rows]
+            policy.fit(part[pd.MultiIndex.from_frame(part[["subject", "idx"]]).isin(fitted_on.index)], fitted_on)
             part = questions.iloc[held_out]
             proba.iloc[held_out] = policy.predict_proba(part)[members].to_numpy()
             signal.append(policy_signal({name: proba.iloc[held_out]}, outcomes.iloc[held_out], part["subject"]))
         signal = pd.concat(signal).groupby("expert")[["auc", "auc_within_subject"]].mean().mean()
-        row = {"policy": name, **signal.round(4).to_dict(), "seconds": round(time.perf_counter() - start, 1)}
+        row = {
+            "policy": name,
+            "trained_on": train_on,
+            **signal.round(4).to_dict(),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
         result = goal_evaluation(
             {name: proba}, outcomes, costs, members, reference=goal.reference, budget=goal.budget, seed=cfg.seed
         )
@@ -89,7 +101,17 @@ def main() -> None:
         rows.append(row)
         print(pd.Series(row).to_string(), "\n", flush=True)
     print(f"{result.reference_name} alone on those rows: {result.reference.mean():.4f}")
-    print(pd.DataFrame(rows).set_index("policy").to_string())
+    table = pd.DataFrame(rows).assign(
+        pool=goal.pool,
+        budget=goal.budget,
+        reference=result.reference_name,
+        reference_accuracy=round(result.reference.mean(), 4),
+        judged_rows=int(judged.sum()),
+    )
+    print(table.set_index("policy").to_string())
+    path = cfg.output_path("results", f"bench_policy_cv_{goal.pool}_{goal.budget:g}_{train_on}.csv")
+    table.to_csv(path, index=False)
+    print(f"written to {path}")
 
 
 if __name__ == "__main__":

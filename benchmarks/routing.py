@@ -3,7 +3,8 @@ orchestrator (reading the questions with its policy included), in both allocatio
 
     python benchmarks/routing.py [--profile cpu] [--questions 1000] [--budget 0.6] [--pool open]
 
-Reads the orchestrator that notebooks/04_policy.ipynb saved for the profile.
+Reads the orchestrator that notebooks/04_policy.ipynb saved for the profile. Printed, and written to
+``results/bench_routing.csv`` (one row per run).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import resource
 import time
 
+import pandas as pd
 import torch
 
 from leeroo_lib.config import load_profile
@@ -64,6 +66,23 @@ def main() -> None:
         f"peak memory (RSS):        {peak_rss_mib():7.0f} MiB  ({peak_rss_mib() - before_load:.0f} MiB above "
         "the process before loading the orchestrator)"
     )
+    row = {
+        "profile": cfg.name,
+        "policy": type(policy).__name__,
+        "mode": orchestrator.mode,
+        "torch_threads": torch.get_num_threads(),
+        "pool": args.pool,
+        "budget": args.budget,
+        "questions": len(questions),
+        "load_s": load_s,
+        "route_s": route_s,
+        "questions_per_s": len(questions) / route_s,
+        "mean_cost": orchestrator.costs[routes].mean(),
+        **{f"allocation_{mode}_s": seconds for mode, seconds in allocation_s.items()},
+        "peak_rss_mib": peak_rss_mib(),
+        "above_load_mib": peak_rss_mib() - before_load,
+    }
+    pd.DataFrame([row]).to_csv(cfg.output_path("results", "bench_routing.csv"), index=False)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ wall time of leeroo_lib.experts.scoring against one direct lm_eval.simple_evalua
 questions, model and task (both load the model; the ratio should stay at or below 1.1).
 
     python benchmarks/scoring.py [--profile cpu] [--subjects 4] [--per-subject 3] [--repeats 2]
+
+Printed, and written to ``results/bench_scoring.csv`` (one row per live expert).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 
 import lm_eval
+import pandas as pd
 
 from leeroo_lib.config import load_profile
 from leeroo_lib.data.benchmarks import load_mmlu
@@ -46,6 +49,7 @@ def main() -> None:
         f"profile {cfg.name}: {len(picked)} questions ({args.per_subject} in each of {subjects}), "
         f"{shots}-shot, batch {batch}, chunks of {settings.chunk_size}"
     )
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         task_dir = write_local_tasks(questions, Path(tmp) / "tasks", subjects)
         for entry in settings.live_experts:
@@ -96,6 +100,18 @@ def main() -> None:
                 f"({project_s:.1f} s with model loading), lm_eval directly {direct_s:.1f} s, "
                 f"ratio {project_s / direct_s:.2f} (best of {args.repeats} each)"
             )
+            rows.append(
+                {
+                    "expert": entry.name,
+                    "questions": len(picked),
+                    "questions_per_s": len(picked) / project_s,
+                    "project_s": project_s,
+                    "direct_s": direct_s,
+                    "ratio": project_s / direct_s,
+                    "repeats": args.repeats,
+                }
+            )
+    pd.DataFrame(rows).to_csv(cfg.output_path("results", "bench_scoring.csv"), index=False)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ share the service's interpreter lock. Routing overhead = the latency a client se
 own time for the call (the ``x-leeroo-expert-ms`` header). In the second phase the requests carry a
 budget at the dearest expert's price and, halfway, the server of the busiest expert that has one of
 its own is killed: its requests must fall back, none may be lost. (At a tight budget a request whose
-expert died may find no other within its window: a 503 by design, never an overspend.)
+expert died may find no other within its window: a 503 by design, never an overspend.) Printed, and written
+to ``results/bench_serving.csv`` (one row per phase).
 """
 
 from __future__ import annotations
@@ -121,6 +122,12 @@ def report(name: str, s: dict, budget: float) -> None:
     )
 
 
+def write_phases(cfg, phases: list[dict]) -> None:
+    path = cfg.output_path("results", "bench_serving.csv")
+    pd.DataFrame(phases).assign(by_expert=lambda t: t["by_expert"].map(str)).to_csv(path, index=False)
+    print(f"written to {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
@@ -165,7 +172,8 @@ def main() -> None:
             load = clients.apply(
                 drive, (base_url, service.model_id, texts[: args.requests], args.clients, args.max_seconds)
             )
-            report("load", summary(load), service.budget)
+            phases = [{"phase": "load", "budget": service.budget, **summary(load)}]
+            report("load", phases[0], service.budget)
 
             own = [
                 e
@@ -175,6 +183,7 @@ def main() -> None:
             ]
             if not own:
                 print("fault: skipped, no expert has a local server of its own to kill")
+                write_phases(cfg, phases)
                 return
             ample = float(service.costs.max())
             before = answered()
@@ -194,6 +203,7 @@ def main() -> None:
             )
             report("fault", fault, ample)
             print(f"  after the kill: {fault['fell_back']} requests fell back, {fault['lost']} lost")
+            write_phases(cfg, [*phases, {"phase": f"fault: {victim} killed", "budget": ample, **fault}])
 
 
 if __name__ == "__main__":

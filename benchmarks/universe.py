@@ -2,7 +2,7 @@
 
 Prints the numpy time (target: under 2 s on 2 cores) and its ratio to a plain pandas loop that
 scores every candidate column by column. The pandas loop runs a few steps and is extrapolated to
-k = 20 (every step of it costs the same: one pass over all columns).
+k = 20 (every step of it costs the same: one pass over all columns). Written to ``results/bench_universe.csv`` too.
 """
 
 import time
@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from leeroo_lib.config import ROOT
 from leeroo_lib.routing.universe import greedy_universe
 
 N_QUESTIONS, N_EXPERTS, K = 14_042, 1_000, 20
@@ -65,6 +66,17 @@ def main():
         f"{t_pandas_k:.1f} s (same first {PANDAS_STEPS} experts as numpy: {same})"
     )
     print(f"  ratio pandas / numpy at k={K}: {t_pandas_k / t_numpy:.0f}x")
+    row = {
+        "experts": N_EXPERTS,
+        "questions": N_QUESTIONS,
+        "k": K,
+        "numpy_binary_s": t_numpy,
+        "numpy_fractional_s": t_frac,
+        "pandas_extrapolated_s": t_pandas_k,
+        "ratio_pandas_numpy": t_pandas_k / t_numpy,
+        "same_first_experts": same,
+    }
+    pd.DataFrame([row]).to_csv(ROOT / "results" / "bench_universe.csv", index=False)
 
 
 if __name__ == "__main__":
