@@ -1,7 +1,7 @@
 # Reproduction of the Leeroo Orchestrator (arXiv 2401.13979).
 #   make reproduce [PROFILE=smoke|cpu|paper]   create .venv if missing, run notebooks 01..07
 #   make serve [PROFILE=...]                   the orchestrator as an OpenAI-compatible service (Ctrl-C stops it)
-#   make test                                  ruff, unit tests, nbval over every notebook (smoke)
+#   make test                                  ruff, unit tests (the notebooks run by papermill into a fresh folder, smoke), nbval
 #   make route QUESTIONS=f.csv BUDGET=0.6 POOL=open   route a file of questions with the saved orchestrator (POOL: one of the profile's pools; MMLU-Pro questions: pro-open)
 # Conda: `conda env create -f environment.yml && conda activate leeroo`, then the same targets run in that
 # environment (VENV is its prefix) and add what conda's pip cannot install: the data and model packages.

