@@ -159,7 +159,7 @@ def main() -> None:
         print(
             f"profile {cfg.name}: '{service.model_id}' over {experts} (prices {service.costs.to_dict()}), "
             f"budget {service.budget:g} over windows of {service.rolling.window}, "
-            f"{type(orchestrator.policy).__name__}; "
+            f"{type(orchestrator.policy_for(experts)).__name__}; "
             f"{args.clients} clients, {args.requests} requests per phase, {len(servers)} expert server(s)"
         )
         with running(create_app(service)) as base_url, multiprocessing.get_context("spawn").Pool(1) as clients:
