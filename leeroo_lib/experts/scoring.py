@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from ..config import LiveExpert
 from ..data.benchmarks import MMLU_LETTERS
+from ..data.embeddings import no_loading_bar
 from .catalog import protocol
 from .live_models import model_source, nf4_model
 
@@ -214,12 +215,13 @@ def _hf_model(pretrained: str, load_in_4bit: bool, batch_size, device: str):
     if is_path and not Path(pretrained).expanduser().exists():
         raise FileNotFoundError(f"model folder {pretrained} does not exist; fix `pretrained` in the profile")
     try:
-        if not load_in_4bit:
-            return HFLM(pretrained=pretrained, device=device, dtype="auto", batch_size=batch_size)
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        with no_loading_bar():
+            if not load_in_4bit:
+                return HFLM(pretrained=pretrained, device=device, dtype="auto", batch_size=batch_size)
+            from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = nf4_model(AutoModelForCausalLM, pretrained, device)
-        return HFLM(pretrained=model, tokenizer=AutoTokenizer.from_pretrained(pretrained), batch_size=batch_size)
+            model = nf4_model(AutoModelForCausalLM, pretrained, device)
+            return HFLM(pretrained=model, tokenizer=AutoTokenizer.from_pretrained(pretrained), batch_size=batch_size)
     except OSError as err:
         raise ValueError(
             f"cannot load model '{pretrained}': it is neither a local model folder nor reachable on the "
