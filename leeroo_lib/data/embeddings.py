@@ -34,8 +34,9 @@ def minilm_path() -> str:
 
 @contextlib.contextmanager
 def no_loading_bar():
-    """transformers draws a bar while it loads weights: for a model that loads in a second, one more output in
-    a notebook cell and nothing to read. Off inside this block, as it was after."""
+    """transformers draws a bar while it loads weights (and lm-eval's models while they work): for a model that
+    loads in a second, one more output in a notebook cell and nothing to read. Off inside this block, as it was
+    after."""
     from transformers.utils import logging as transformers_logging
 
     shown = transformers_logging.is_progress_bar_enabled()

@@ -368,30 +368,25 @@ def library_output_to(log_path: Path):
     they print goes to ``log_path`` (appended); progress bars made outside it, one per expert, stay where
     they were."""
     import datasets
-    import transformers
 
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     lm_eval_logger = logging.getLogger("lm_eval")
-    bars = transformers.utils.logging
-    kept = (
-        lm_eval_logger.handlers[:],
-        lm_eval_logger.propagate,
-        datasets.is_progress_bar_enabled(),
-        bars.is_progress_bar_enabled(),
-    )
-    with open(log_path, "a") as log, contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+    kept = (lm_eval_logger.handlers[:], lm_eval_logger.propagate, datasets.is_progress_bar_enabled())
+    with (
+        open(log_path, "a") as log,
+        contextlib.redirect_stderr(log),
+        contextlib.redirect_stdout(log),
+        no_loading_bar(),
+    ):
         lm_eval_logger.handlers, lm_eval_logger.propagate = [logging.StreamHandler(log)], False
         datasets.disable_progress_bars()
-        bars.disable_progress_bar()
         try:
             yield
         finally:
             lm_eval_logger.handlers, lm_eval_logger.propagate = kept[0], kept[1]
             if kept[2]:
                 datasets.enable_progress_bars()
-            if kept[3]:
-                bars.enable_progress_bar()
 
 
 def score_expert(
