@@ -195,6 +195,40 @@ class SelfPlayLoop:
         self.evaluations = 0
         self.round = 0
 
+    @classmethod
+    def from_settings(
+        cls,
+        strategy: str,
+        pool: pd.DataFrame,
+        evaluator: ReplayEvaluator,
+        experts: list[str],
+        make_policy,
+        costs: pd.Series,
+        budget: float,
+        settings: SelfPlay,
+        seed: int,
+        test_questions: pd.DataFrame | None = None,
+        test_outcomes: pd.DataFrame | None = None,
+    ) -> SelfPlayLoop:
+        """A loop over ``pool`` with the exploration settings of the profile's ``selfplay`` block."""
+        return cls(
+            strategy,
+            PoolGenerator(pool, settings.prefer_uncertain, seed),
+            evaluator,
+            experts,
+            make_policy,
+            test_questions,
+            test_outcomes,
+            costs,
+            budget,
+            routing_mode=settings.routing_mode,
+            epsilon=settings.epsilon,
+            first_round_evaluations=settings.first_round_evaluations,
+            growth=settings.growth,
+            low_signal_weight=settings.low_signal_weight,
+            seed=seed,
+        )
+
     def _round_evaluations(self) -> int:
         """How many expert evaluations this round may spend."""
         return int(round(self.first_round_evaluations * self.growth**self.round))
@@ -315,22 +349,9 @@ def training_loop(
     train = questions[keys.isin(split_index(splits, "train"))]
     if training.questions is not None and training.questions < len(train):
         train = train.sample(n=training.questions, random_state=seed).sort_values(["subject", "idx"])
-    return SelfPlayLoop(
-        "epsilon_greedy",
-        PoolGenerator(train, settings.prefer_uncertain, seed),
-        ReplayEvaluator(scores[experts], splits),
-        experts,
-        make_policy,
-        None,
-        None,
-        costs,
-        training.budget,
-        routing_mode=settings.routing_mode,
-        epsilon=settings.epsilon,
-        first_round_evaluations=settings.first_round_evaluations,
-        growth=settings.growth,
-        low_signal_weight=settings.low_signal_weight,
-        seed=seed,
+    evaluator = ReplayEvaluator(scores[experts], splits)
+    return SelfPlayLoop.from_settings(
+        "epsilon_greedy", train, evaluator, experts, make_policy, costs, training.budget, settings, seed
     )
 
 
