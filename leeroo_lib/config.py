@@ -262,6 +262,13 @@ class PolicySettings(_Block):
             "logistic-probe": {**self.stacked.model_dump(include={"C"}, exclude_none=True), "subject": True},
         }.get(name, {})
 
+    def rows_cap(self, name: str, benchmark: str) -> int | None:
+        """How many training questions policy ``name`` reads on ``benchmark`` (those with the most measured experts):
+        its own ``train_questions`` where its block sets one, every one for the stacked policy, else the
+        benchmark's ``train_questions`` (None: every one)."""
+        own = self.arguments(name).get("train_questions")
+        return own if own is not None or name == "leeroo-stacked" else self.train_questions[benchmark]
+
     @model_validator(mode="after")
     def _orchestrator_is_compared(self):
         for benchmark, name in self.orchestrator.items():
