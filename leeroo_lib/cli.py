@@ -4,7 +4,7 @@
     leeroo score --profile P --expert NAME      score one live expert through lm-eval (--shard I/N, --merge)
     leeroo route --profile P --questions F      route a CSV/JSONL of questions with the saved orchestrator
     leeroo serve --profile P                    the orchestrator behind an OpenAI-compatible service
-    leeroo report [--check]                     rewrite the README's result tables from results/
+    leeroo report [--check]                     rewrite the README's and docs/'s results from results/
 
 Each subcommand imports what it needs when it runs, so ``leeroo --help`` answers at once.
 """
@@ -83,19 +83,17 @@ def serve(args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace) -> int:
     from .config import ROOT, load_profile
-    from .evaluation.report import fill
+    from .evaluation.report import fill, pages
 
-    readme = ROOT / "README.md"
-    text = readme.read_text()
     cfg = load_profile(args.profile)
-    filled = fill(text, cfg.output_root / "results", cfg)
-    if args.check:
-        if filled != text:
-            raise ValueError(f"{readme}'s result tables differ from the files under results/: run `leeroo report`")
-        print(f"{readme}: every result table matches results/")
-    else:
-        readme.write_text(filled)
-        print(f"{readme}: result tables rewritten from results/")
+    for page in pages(ROOT):
+        text = page.read_text()
+        filled = fill(text, cfg.output_root / "results", cfg)
+        if args.check and filled != text:
+            raise ValueError(f"{page}'s results differ from the files under results/: run `leeroo report`")
+        if not args.check:
+            page.write_text(filled)
+    print(f"README.md and docs/: every result {'matches' if args.check else 'rewritten from'} results/")
     return 0
 
 
@@ -157,8 +155,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="port of the service (default: the endpoints file's)")
     p.set_defaults(run=serve)
 
-    p = commands.add_parser("report", help="rewrite the README's result tables from the files under results/")
-    p.add_argument("--profile", default="cpu", help="the profile whose results/ the README reports (default: cpu)")
+    p = commands.add_parser("report", help="rewrite the README's and docs/'s results from the files under results/")
+    p.add_argument("--profile", default=None, help=PROFILE_HELP)
     p.add_argument("--check", action="store_true", help="only check that they match; exit 2 where not")
     p.set_defaults(run=report)
     return top

@@ -1,7 +1,9 @@
-"""The README's result tables, written from the files under results/: a table is a function of the CSVs
-it reads, so a number in the README is the number in the file. In README.md each sits between
-``<!-- results:NAME -->`` and ``<!-- /results -->``; ``fill`` rewrites every such block (``leeroo report``),
-and a test fails when the README and the files disagree.
+"""The README's and docs/'s results, written from the files under results/: a table or a number is a function of
+the CSVs it reads, so a number on a page is the number in the file. A table sits between
+``<!-- results:NAME -->`` and ``<!-- /results -->``; a number in prose between ``<!-- value:FILE|QUERY|COLUMN|FORMAT -->``
+and ``<!-- /value -->`` (the row of ``results/FILE`` that the pandas ``QUERY`` selects, its ``COLUMN`` in Python's
+``FORMAT``; ``COLUMN`` may name several columns joined by ``,`` for ``FORMAT`` to take in order). ``fill`` rewrites
+every block of a page (``leeroo report``), and a test fails when a page and the files disagree.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from .strategies import strategy_family
 from .tables import percent_with_ci, table1_for_reading, usd_text
 
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n).*?(<!-- /results -->)", re.DOTALL)
+VALUE = re.compile(r"(<!-- value:(?P<spec>[^>]+?) -->).*?(<!-- /value -->)", re.DOTALL)
+PAGES = ("README.md", "docs/*.md")  # the pages ``leeroo report`` fills, under the project's root
 
 
 def _short(name) -> str:
@@ -205,6 +209,57 @@ def cv_table(runs: list[pd.DataFrame]) -> pd.DataFrame:
     )
 
 
+def _measured(row) -> str:
+    if pd.isna(row["measured"]):
+        return "-"
+    if row["unit"] == "share of decisions":
+        return f"{row['measured']:.0%} agree"
+    digits = 3 if row["unit"].startswith("USD") else 1
+    if row["ci_low"] == row["ci_high"]:
+        return f"{row['measured']:+.{digits}f} (exact)"
+    return f"{row['measured']:+.{digits}f} [{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}]"
+
+
+def claims_front(claims: pd.DataFrame) -> pd.DataFrame:
+    """The claims ledger for the front page (``results/claims.csv``, notebook 08): each claim, the paper's number,
+    what was measured with its interval, the verdict (or why not testable), and in how many re-drawn test splits
+    the verdict stands."""
+    return pd.DataFrame(
+        {
+            "claim": claims["id"],
+            "benchmark": claims["benchmark"].map({"mmlu": "MMLU", "mmlu_pro": "MMLU-Pro"}),
+            "the paper says": claims["claim"],
+            "paper": [
+                "-" if pd.isna(v) else f"{v:+g}" + (" pts" if u == "points" else f" {u}")
+                for v, u in zip(claims["paper_value"], claims["unit"])
+            ],
+            "measured [95% CI]": [_measured(row) for _, row in claims.iterrows()],
+            "verdict": [
+                f"**{v}**" + (f": {r}" if v == "not testable here" else "")
+                for v, r in zip(claims["verdict"], claims["reason"].fillna(""))
+            ],
+            "re-drawn splits": claims["redrawn_splits"].fillna("-"),
+        }
+    )
+
+
+def claims_detail(claims: pd.DataFrame) -> pd.DataFrame:
+    """Every testable claim with what it was measured against, on which questions, and the file and row it comes
+    from."""
+    rows = claims[claims["verdict"] != "not testable here"]
+    return pd.DataFrame(
+        {
+            "claim": rows["id"],
+            "benchmark": rows["benchmark"],
+            "measured [95% CI]": [_measured(row) + f" {row['unit']}" for _, row in rows.iterrows()],
+            "against": rows["reference"],
+            "on": rows["questions"],
+            "evidence": rows["evidence"],
+            "notebook": [f"[{Path(n).stem}](../{n})" for n in rows["notebook"]],
+        }
+    )
+
+
 def tables(results: Path, cfg) -> dict[str, str]:
     """Every README table by its block name, from the CSVs under ``results``; the profile ``cfg`` names the saved
     orchestrator's policy per benchmark (``policy.orchestrator``), its allocation mode (``policy.mode``) and each
@@ -213,7 +268,10 @@ def tables(results: Path, cfg) -> dict[str, str]:
     strategies = pd.read_csv(results / "strategies.csv")
     goals = pd.read_csv(results / "goals.csv")
     routers, mode = cfg.policy.orchestrator, cfg.policy.mode
+    claims = pd.read_csv(results / "claims.csv", keep_default_na=True)
     return {
+        "claims": _markdown(claims_front(claims)),
+        "claims-detail": _markdown(claims_detail(claims)),
         "mmlu-table1": _markdown(paper_table(table1)),
         "mmlu-routers": _markdown(router_table(table1, ["open", "mix"])),
         "frontier-experts": _markdown(single_table(table1, "frontier")),
@@ -234,11 +292,31 @@ def tables(results: Path, cfg) -> dict[str, str]:
     }
 
 
+def value(spec: str, results: Path) -> str:
+    """One number of prose: ``FILE|QUERY|COLUMN|FORMAT`` (the module's docstring) read from ``results``; the
+    query must select exactly one row."""
+    try:
+        name, query, columns, form = spec.split("|")
+    except ValueError:
+        raise ValueError(f"value '{spec}' is not FILE|QUERY|COLUMN|FORMAT") from None
+    rows = pd.read_csv(results / name).query(query)
+    if len(rows) != 1:
+        raise ValueError(f"value '{spec}': the query selects {len(rows)} rows of {name}, not one")
+    return form.format(*[rows.iloc[0][c.strip()] for c in columns.split(",")])
+
+
 def fill(text: str, results: Path, cfg) -> str:
-    """``text`` with every results block rewritten from the files (``tables``, for profile ``cfg``); an unknown
-    block name is an error."""
-    written = tables(results, cfg)
-    unknown = sorted({m["name"] for m in BLOCK.finditer(text)} - set(written))
+    """``text`` with every results block and every prose value rewritten from the files (``tables``, ``value``;
+    for profile ``cfg``); an unknown block name is an error."""
+    names = {m["name"] for m in BLOCK.finditer(text)}
+    written = tables(results, cfg) if names else {}
+    unknown = sorted(names - set(written))
     if unknown:
         raise ValueError(f"README blocks {unknown} name no table; known: {sorted(written)}")
-    return BLOCK.sub(lambda m: m.group(1) + written[m["name"]] + m.group(3), text)
+    text = BLOCK.sub(lambda m: m.group(1) + written[m["name"]] + m.group(3), text)
+    return VALUE.sub(lambda m: m.group(1) + value(m["spec"], results) + m.group(3), text)
+
+
+def pages(root: Path) -> list[Path]:
+    """The pages whose blocks ``fill`` writes: the README and every page of docs/."""
+    return sorted(path for pattern in PAGES for path in root.glob(pattern))
