@@ -1,9 +1,10 @@
 """The README's and docs/'s results, written from the files under results/: a table or a number is a function of
 the CSVs it reads, so a number on a page is the number in the file. A table sits between
-``<!-- results:NAME -->`` and ``<!-- /results -->``; a number in prose between ``<!-- value:FILE|QUERY|COLUMN|FORMAT -->``
-and ``<!-- /value -->`` (the row of ``results/FILE`` that the pandas ``QUERY`` selects, its ``COLUMN`` in Python's
-``FORMAT``; ``COLUMN`` may name several columns joined by ``,`` for ``FORMAT`` to take in order). ``fill`` rewrites
-every block of a page (``leeroo report``), and a test fails when a page and the files disagree.
+``<!-- results:NAME -->`` and ``<!-- /results -->``; a number in prose between
+``<!-- value:FILE|QUERY|COLUMN|FORMAT -->`` and ``<!-- /value -->``: the row of ``results/FILE`` that the pandas
+``QUERY`` selects, its ``COLUMN`` in Python's ``FORMAT`` (``COLUMN`` may name several columns joined by ``,``
+for ``FORMAT`` to take in order). ``fill`` rewrites every block of a page (``leeroo report``), and a test fails
+when a page and the files disagree.
 """
 
 from __future__ import annotations
