@@ -513,6 +513,9 @@ class EndpointEntry(_Block):
     # the longest prompt the service sends it, counted before the call (its tokenizer for a local expert,
     # else a conservative estimate: one token per UTF-8 byte)
     max_prompt_tokens: Count = 4096
+    # the requests it may have in flight (LiteLLM's max_parallel_requests); 2 keeps a CPU expert's next request
+    # ready while it answers one, and bounds what a burst leaves it to work off
+    max_parallel_requests: Count = 2
 
     @model_validator(mode="after")
     def _server_or_local(self):
@@ -546,6 +549,8 @@ class ServiceSettings(_Block):
     max_body_bytes: Count = 1_048_576
     max_tokens_default: Count = 256  # a request's max_tokens when it gives none
     max_tokens_cap: Count = 1024  # a larger max_tokens is lowered to this
+    # how long a request waits for a slot when every expert it may go to is full, before its 429
+    slot_wait_s: Annotated[float, Field(ge=0, le=60)] = 0.5
 
     @model_validator(mode="after")
     def _keys_file_outside_the_repository(self):

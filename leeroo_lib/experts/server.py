@@ -62,6 +62,7 @@ class ExpertServer:
         self.ready_timeout_s = ready_timeout_s
         self.process: subprocess.Popen | None = None
         self.log_path: Path | None = None
+        self._signalled_at: float | None = None  # when terminate() sent SIGTERM (time.monotonic)
 
     @property
     def model_id(self) -> str:
@@ -146,18 +147,20 @@ class ExpertServer:
         """SIGTERM to the server's process group, without waiting: ``stop`` waits. Several servers told
         first stop in the time of the slowest, not the sum."""
         if self.process is not None:
+            self._signalled_at = self._signalled_at or time.monotonic()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
 
     def stop(self) -> None:
-        """SIGTERM to the server's process group, SIGKILL after ``STOP_TIMEOUT_S``; waits so no zombie is
+        """SIGTERM to the server's process group, SIGKILL ``STOP_TIMEOUT_S`` after the first SIGTERM (that of
+        ``terminate`` if it came first: servers told together are all killed by then); waits so no zombie is
         left, then deletes the log."""
         if self.process is None:
             return
         try:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.terminate()
             try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
+                self.process.wait(timeout=max(0.0, self._signalled_at + STOP_TIMEOUT_S - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
@@ -168,7 +171,7 @@ class ExpertServer:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        self.process = None
+        self.process, self._signalled_at = None, None
         self.log_path.unlink(missing_ok=True)
         atexit.unregister(self.stop)
 

@@ -5,6 +5,8 @@ decisions and the ledger's spend) take ``Authorization: Bearer <key>`` when the 
 (``keys``); ``/health`` is open. The answer comes back as the expert wrote it, with the expert's name in
 ``model`` and the decision in ``x-leeroo-*`` headers. Every refusal is an OpenAI-style error body
 (``errors``); a body over ``service.max_body_bytes`` is refused as it arrives (``request_limits.BodyLimit``).
+When every expert a request may go to is full, it gets 429 with Retry-After (``service``). A client that
+hangs up has its call to the expert closed (``unless_client_leaves``; Starlette does so for a stream).
 
 The request names its fields: the sampling fields below go to the expert, ``max_tokens`` within the
 service's limits, ``budget`` and ``subject`` are the service's own (``extra_body``), and any other field
@@ -18,6 +20,7 @@ every expert server the service started gets SIGTERM together, SIGKILL after ``S
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import signal
@@ -39,7 +42,7 @@ from ..config import EndpointsFile, Profile, load_endpoints, load_profile
 from ..experts.server import free_port
 from ..routing.orchestrator import Orchestrator
 from .endpoints import entries_for, local_experts, stand_ins
-from .errors import InvalidRequest, ServiceError, Unavailable, error_response, reason
+from .errors import ClientGone, InvalidRequest, ServiceError, Unavailable, error_response, reason
 from .keys import ClientKeys
 from .ledger import LEDGER_PATH
 from .request_limits import BodyLimit
@@ -94,6 +97,28 @@ def _client_key(
 
 
 ClientKey = Annotated[str, Depends(_client_key)]  # the id of the request's client key (401 without a good one)
+
+
+async def unless_client_leaves(request: Request, work):
+    """The result of ``work``, unless the client hangs up first: then ``work`` is cancelled, which closes its
+    call to the expert (uvicorn cancels no handler whose client left; a stream's is Starlette's to watch)."""
+    task = asyncio.ensure_future(work)
+
+    async def hung_up():
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(hung_up())
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if task not in done:
+        request.app.state.service.stats.clients_gone += 1
+        raise ClientGone("the client hung up before its answer", "client_gone")
+    return task.result()
 
 
 def _written(answer: dict) -> str:
@@ -186,7 +211,7 @@ def create_app(service: RoutingService, keys: ClientKeys | None = None) -> FastA
         return service.report(key)
 
     @app.post("/v1/chat/completions")
-    async def chat(body: ChatRequest, key: ClientKey):
+    async def chat(body: ChatRequest, key: ClientKey, request: Request):
         service.stats.requests += 1
         if body.model != service.model_id:
             raise InvalidRequest(
@@ -195,11 +220,12 @@ def create_app(service: RoutingService, keys: ClientKeys | None = None) -> FastA
             )
         params = body.model_dump(include=set(SAMPLING), exclude_none=True)
         params["max_tokens"] = service.limits.max_tokens(body.max_tokens, body.max_completion_tokens)
+        # the service asks every expert for its usage, for the ledger; passed on only to a client that asked for it
         wants_usage = body.stream_options is not None and body.stream_options.include_usage
-        if body.stream:  # usage of every stream, for the ledger; passed on only to a client that asked for it
-            params["stream_options"] = {"include_usage": True}
         messages = [m.model_dump(exclude_none=True) for m in body.messages]
-        routed = await service.route(key, messages, params, body.budget, body.subject, body.stream)
+        routed = await unless_client_leaves(
+            request, service.route(key, messages, params, body.budget, body.subject, body.stream)
+        )
         headers = routed.headers(service.rolling.window_mean(routed.budget))
         if body.stream:
             events = _events(service, routed, wants_usage)

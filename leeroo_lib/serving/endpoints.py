@@ -23,7 +23,8 @@ class Endpoint:
     """Where one expert answers: an OpenAI-compatible server, the model id it serves, the endpoint it speaks
     (``chat``: /v1/chat/completions, or ``completions``: /v1/completions, a base model without a chat
     template; the service turns the chat into a prompt), the environment variable holding its API key (None:
-    a local server without one), the longest prompt it is sent, and the local process behind it, if any."""
+    a local server without one), the longest prompt it is sent, the local process behind it, if any, and the
+    requests it may have in flight (the rest go to another expert, or get a 429)."""
 
     base_url: str
     model: str
@@ -31,6 +32,7 @@ class Endpoint:
     api_key_env: str | None = None
     max_prompt_tokens: int = EndpointEntry.model_fields["max_prompt_tokens"].default
     server: ExpertServer | None = field(default=None, compare=False, repr=False)
+    max_parallel_requests: int = EndpointEntry.model_fields["max_parallel_requests"].default
 
     def api_key(self) -> str:
         if self.api_key_env is None:
@@ -90,7 +92,8 @@ def local_experts(cfg: Profile, entries: dict[str, EndpointEntry], free_ports: b
 
 
 def _endpoint(entry: EndpointEntry, servers: dict[str, ExpertServer]) -> Endpoint:
+    limits = {"max_prompt_tokens": entry.max_prompt_tokens, "max_parallel_requests": entry.max_parallel_requests}
     if entry.local is None:
-        return Endpoint(entry.base_url, entry.model, entry.api, entry.api_key_env, entry.max_prompt_tokens)
+        return Endpoint(entry.base_url, entry.model, entry.api, entry.api_key_env, **limits)
     server = servers[entry.local.expert]
-    return Endpoint(server.base_url, server.model_id, entry.api, None, entry.max_prompt_tokens, server)
+    return Endpoint(server.base_url, server.model_id, entry.api, None, server=server, **limits)

@@ -48,6 +48,13 @@ class CapReached(ServiceError):
     kind = "budget_exceeded"
 
 
+class ClientGone(ServiceError):
+    """The client hung up before its answer (nginx's 499: no one reads it)."""
+
+    status = 499
+    kind = "client_closed_request"
+
+
 class Unavailable(ServiceError):
     """No expert answered, or the service is shutting down."""
 

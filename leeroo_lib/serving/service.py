@@ -21,8 +21,17 @@ sequential rule applied to each request as the last query of a rolling window of
 recent requests that carry the same budget. A request may carry its own ``budget``
 (``extra_body={"budget": 0.6}``); without one it has the service's.
 
-Shutdown: ``close`` cuts every expert call in flight (its client gets 503 at once, a stream an error event)
-instead of the shutdown waiting on experts that may take minutes.
+Admission per expert (LiteLLM's own per-deployment ``max_parallel_requests``): an expert holds at most that
+many requests, a stream until it is closed; LiteLLM answers a call to a full one with a RateLimitError at
+once. The request then goes to the next best affordable expert with room (the ``x-leeroo-full`` header names
+those it passed over); when every one is full it waits up to ``slot_wait_s`` for a slot to free, then gets a
+429 with Retry-After. Nothing queues at an expert beyond its slots, so a burst leaves it little to work off.
+
+No orphaned work: every call to an expert is a stream, even for a client that asked for one answer (assembled
+here with LiteLLM's ``stream_chunk_builder``), since ``transformers serve`` stops generating only when a
+stream's connection closes; a plain request runs to its max_tokens after its client left. A call is closed
+when its client leaves (``app``), when the service shuts down (``close``: its client gets 503 at once, a
+stream an error event) or when it times out.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import pandas as pd
 
 from ..config import ServiceSettings
@@ -43,12 +53,14 @@ from ..routing.orchestrator import Orchestrator
 from ..routing.policies.baselines import OraclePolicy
 from .chat import chat_prompt, chat_question
 from .endpoints import Endpoint
-from .errors import InvalidRequest, Unavailable, reason
+from .errors import InvalidRequest, RateLimited, Unavailable, reason
 from .ledger import Ledger, Spend
 from .request_limits import RequestLimits, TokenCounter
 
 # No expert costs a million USD per 1M tokens; far larger budgets overflow RollingBudget's int64 sums.
 MAX_BUDGET = 1e6
+RETRY_AFTER_S = 1  # what a request shed because every expert is full is told to wait (whole seconds, as HTTP says)
+WARM_UP = [{"role": "user", "content": "Which planet is the largest?"}]
 
 
 @dataclass
@@ -60,6 +72,9 @@ class Stats:
     unavailable: int = 0
     rejected: int = 0
     broken_streams: int = 0
+    shed: int = 0  # answered by another expert because the chosen one was full
+    busy: int = 0  # 429: every expert the request could go to was full
+    clients_gone: int = 0  # left before their answer; the expert's call was closed
 
 
 @dataclass
@@ -76,9 +91,11 @@ class Routed:
     max_tokens: int
     prompt_tokens: int  # as the service counted them for the expert, before the call
     failed: dict[str, str]
+    full: list[str]  # experts passed over because every slot of theirs was taken
     routing_ms: float
     expert_ms: float
-    response: object
+    response: object  # the answer (a ModelResponse), or the expert's stream with its first chunk read
+    first_chunk: object = None
 
     def headers(self, window_mean: float) -> dict[str, str]:
         values = {
@@ -92,6 +109,7 @@ class Routed:
             "max-tokens": str(self.max_tokens),
             "fallbacks": str(len(self.failed)),
             "failed": "; ".join(f"{e}: {why}" for e, why in self.failed.items()),
+            "full": "; ".join(self.full),
             "routing-ms": f"{self.routing_ms:.2f}",
             "expert-ms": f"{self.expert_ms:.2f}",
         }
@@ -109,6 +127,14 @@ def _reported(usage) -> tuple[int, int] | None:
         return None
     tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
     return tokens if all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in tokens) else None
+
+
+async def _close_streams(result) -> None:
+    """Close the expert's stream in a result no one will read (it holds the expert's slot and connection)."""
+    for part in result if isinstance(result, tuple) else (result,):
+        if hasattr(part, "aclose"):
+            with anyio.CancelScope(shield=True):
+                await part.aclose()
 
 
 class RoutingService:
@@ -152,19 +178,24 @@ class RoutingService:
         self.ledger = Ledger(ledger_path, settings.key_daily_cap_usd, settings.daily_cap_usd)
         self.stats = Stats()
         self._closing = asyncio.Event()
+        self._slot_freed = asyncio.Event()  # set, and replaced, whenever a call to an expert ends
         self._policy_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
         self.router = self._litellm_router(settings.timeout_s, settings.retries)
+        self.read(WARM_UP, None)  # the policy's first read is slow (1.7 s for an encoder): before the first request
 
     def _litellm_router(self, timeout_s: float, retries: int):
-        """LiteLLM's Router with one model group per expert (offline it must use its bundled price map
-        rather than fetch one, hence the environment variable before the import)."""
+        """LiteLLM's Router with one model group per expert, each holding at most its ``max_parallel_requests``
+        (a full one fails at once, never retried: the request goes elsewhere). Offline it must use its bundled
+        price map rather than fetch one, hence the environment variable before the import."""
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         import litellm
+        from litellm.types.router import RetryPolicy
 
         litellm.suppress_debug_info = True
         litellm.telemetry = False
         return litellm.Router(
             num_retries=retries,
+            retry_policy=RetryPolicy(RateLimitErrorRetries=0),
             timeout=timeout_s,
             model_list=[
                 {
@@ -175,6 +206,7 @@ class RoutingService:
                         "api_key": ep.api_key(),
                         "timeout": timeout_s,
                         "max_retries": 0,
+                        "max_parallel_requests": ep.max_parallel_requests,
                     },  # retries are the Router's (num_retries), not the SDK's
                 }
                 for expert, ep in self.endpoints.items()
@@ -215,6 +247,10 @@ class RoutingService:
         closing = asyncio.ensure_future(self._closing.wait())
         try:
             done, _ = await asyncio.wait({work, closing}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the caller was cancelled: a stream that came in the meantime is closed unread
+            if work.done() and not work.cancelled() and work.exception() is None:
+                await _close_streams(work.result())
+            raise
         finally:  # also when the caller itself is cancelled
             closing.cancel()
             if not work.done():
@@ -226,10 +262,47 @@ class RoutingService:
             )
         return work.result()
 
+    def _ended(self) -> None:
+        """A call to an expert ended: its slot is free; wake the requests waiting for one."""
+        self._slot_freed.set()
+        self._slot_freed = asyncio.Event()
+
+    async def _call(self, expert: str, messages: list[dict], params: dict, stream: bool):
+        """The expert's answer, asked for as a stream (see the module's docstring) with its usage. Not
+        streamed: assembled into one ModelResponse. Streamed: the stream, and its first chunk, read here since
+        LiteLLM frees the expert's slot and connection when a *started* stream is closed, not an unread one."""
+        import litellm
+
+        response = await self.router.acompletion(
+            model=expert,
+            stream=True,
+            stream_options={"include_usage": True},
+            messages=self._messages_for(expert, messages),
+            **params,
+        )
+        try:
+            if stream:
+                return response, await anext(aiter(response), None)
+            answer = litellm.stream_chunk_builder([chunk async for chunk in response])
+            if answer is None:
+                raise ValueError(f"{expert} sent an empty stream")
+            return answer, None
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+            raise
+
+    async def _wait_for_slot(self, deadline: float) -> bool:
+        """Whether a call to some expert ended before ``deadline`` (time.monotonic)."""
+        with anyio.move_on_after(deadline - time.monotonic()) as waited:
+            await self.until_closed(self._slot_freed.wait())
+        return not waited.cancelled_caught
+
     async def route(
         self, key: str, messages: list[dict], params: dict, budget=None, subject: str | None = None, stream=False
     ) -> Routed:
-        """Admit, decide, then call the chosen expert; on its failure the next best affordable one."""
+        """Admit, decide, then call the chosen expert; when it is full or fails, the next best affordable one;
+        when every one left is full, wait for a slot up to ``slot_wait_s``, then 429."""
         if self._closing.is_set():
             raise Unavailable("the service is shutting down: send the request again once it is back", "shutting_down")
         await self.limits.admit(key)
@@ -245,29 +318,39 @@ class RoutingService:
             for e, n in prompt_tokens.items()
             if n > self.endpoints[e].max_prompt_tokens
         }
-        failed, first = {}, None
-        while (ticket := self.rolling.take(proba, budget, exclude={**too_long, **failed})) is not None:
+        import litellm
+
+        failed, full, passed_over, first = {}, set(), [], None
+        deadline = time.monotonic() + self.settings.slot_wait_s
+        while True:
+            ticket = self.rolling.take(proba, budget, exclude={**too_long, **failed, **dict.fromkeys(full)})
+            if ticket is None and full and await self._wait_for_slot(deadline):
+                full.clear()  # a slot freed somewhere: try them again
+                continue
+            if ticket is None:
+                break
             first = first or ticket.expert
             called = time.perf_counter()
             try:
-                response = await self.until_closed(
-                    self.router.acompletion(
-                        model=ticket.expert,
-                        stream=stream,
-                        messages=self._messages_for(ticket.expert, messages),
-                        **params,
-                    )
-                )
+                response, first_chunk = await self.until_closed(self._call(ticket.expert, messages, params, stream))
             except (Unavailable, asyncio.CancelledError):
                 self.rolling.release(ticket)
+                self._ended()
                 raise
+            except litellm.RateLimitError:  # every slot of the expert is taken (or it said so itself)
+                self.rolling.release(ticket)
+                full.add(ticket.expert)
+                passed_over += [ticket.expert] if ticket.expert not in passed_over else []
+                continue
             except Exception as error:  # any failure of the expert's call is a reason to try the next one
                 self.rolling.release(ticket)
+                self._ended()
                 failed[ticket.expert] = reason(error)
                 continue
             # the expert's own time: the call, less what LiteLLM reports spending itself
             gateway_ms = float((getattr(response, "_hidden_params", None) or {}).get("litellm_overhead_time_ms") or 0.0)
             self.stats.fallbacks += bool(failed)
+            self.stats.shed += bool(passed_over)
             return Routed(
                 uuid.uuid4().hex,
                 key,
@@ -279,9 +362,20 @@ class RoutingService:
                 params["max_tokens"],
                 prompt_tokens[ticket.expert],
                 failed,
+                passed_over,
                 routing_ms,
                 (time.perf_counter() - called) * 1000 - gateway_ms,
                 response,
+                first_chunk,
+            )
+        if full:
+            self.stats.busy += 1
+            raise RateLimited(
+                f"every expert this request may go to is busy: {sorted(full)} have all their slots in use "
+                f"(max_parallel_requests of the endpoints file) and none freed within {self.settings.slot_wait_s:g} s "
+                f"(service.slot_wait_s); retry in {RETRY_AFTER_S} s",
+                "experts_busy",
+                retry_after_s=RETRY_AFTER_S,
             )
         over = [e for e in self.experts if e not in failed and e not in self.rolling.affordable(budget)]
         why = [f"{e} failed ({why})" for e, why in failed.items()]
@@ -293,7 +387,9 @@ class RoutingService:
         raise Unavailable("no expert answered: " + "; ".join(why), "experts_unavailable")
 
     async def chunks(self, routed: Routed):
-        """The chunks of a streamed answer, each one ``until_closed``."""
+        """The chunks of a streamed answer (the first one read by ``route``), each one ``until_closed``."""
+        if routed.first_chunk is not None:
+            yield routed.first_chunk
         iterator = aiter(routed.response)
         while True:
             try:
@@ -305,6 +401,7 @@ class RoutingService:
     def record(self, routed: Routed, usage, written: str, outcome: str) -> None:
         """Put an answer's cost into the ledger: the tokens the expert reported, else those the service
         counts (the prompt as sent, and what the expert wrote before the answer ended)."""
+        self._ended()
         reported = _reported(usage)
         prompt, completion = reported or (routed.prompt_tokens, self.counters[routed.expert].text(written))
         self.ledger.record(
