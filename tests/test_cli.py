@@ -1,5 +1,4 @@
-"""The `leeroo` command line: each subcommand's help, `leeroo route` from a file to the routes, and `leeroo report`
-against the README."""
+"""The `leeroo` command line: each subcommand's help and `leeroo route` from a file to the routes."""
 
 import json
 import subprocess
@@ -9,9 +8,8 @@ import pandas as pd
 import pytest
 
 from leeroo_lib import cli, config
-from leeroo_lib.config import ROOT, load_profile
+from leeroo_lib.config import load_profile
 from leeroo_lib.data.benchmarks import read_questions
-from leeroo_lib.evaluation.report import fill
 from leeroo_lib.routing.orchestrator import Orchestrator
 from leeroo_lib.routing.policies.baselines import SubjectPolicy
 
@@ -75,25 +73,3 @@ def test_a_questions_file_without_choices_is_named(tmp_path):
     path.write_text('question,choices\nWhat is 2 + 2?,"[""4"", ""5""]"\n')
     read = read_questions(path)
     assert read.loc[0, "choices"] == ["4", "5"] and read.loc[0, "subject"] == "" and len(read.loc[0, "qkey"]) == 16
-
-
-def test_the_readme_tables_are_the_results_files(tmp_path):
-    """Every README table between results markers is what `leeroo report` writes from results/: a changed
-    number in either fails here."""
-    readme = (ROOT / "README.md").read_text()
-    assert "<!-- results:mmlu-pro-routers -->" in readme
-    cfg = load_profile("cpu")
-    assert fill(readme, ROOT / "results", cfg) == readme
-    changed = pd.read_csv(ROOT / "results" / "table1.csv")
-    changed.loc[changed["kind"] == "leeroo", "accuracy"] += 0.01
-    (tmp_path / "table1.csv").write_text(changed.to_csv(index=False))
-    for path in (ROOT / "results").glob("*.csv"):
-        if path.name != "table1.csv":
-            (tmp_path / path.name).write_text(path.read_text())
-    assert fill(readme, tmp_path, cfg) != readme
-    with pytest.raises(ValueError, match=r"README blocks \['nope'\] name no table"):
-        fill("<!-- results:nope -->\nx\n<!-- /results -->", ROOT / "results", cfg)
-    # another profile's results lack rows the README reports: the error says which and what to run
-    changed[~((changed["system"] == "leeroo-open") & (changed["budget"] == 0.4))].to_csv(tmp_path / "table1.csv")
-    with pytest.raises(ValueError, match=r"no row for leeroo-open in pool 'open' at budget 0.4: the README reports"):
-        fill(readme, tmp_path, cfg)

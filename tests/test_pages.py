@@ -1,0 +1,108 @@
+"""The README and docs/ against results/: every table and every number in prose is what `leeroo report` writes
+from the files, so a changed number, in a file or on a page, fails here; and no number of a measurement stands
+in prose outside a generated block."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from leeroo_lib.config import ROOT, load_profile
+from leeroo_lib.evaluation.report import BLOCK, VALUE, fill, pages
+
+PAGES = pages(ROOT)
+# What a number in prose may be without a file behind it: part of a name (a model, a paper's figure, a version, a
+# notebook, a file), a setting the profile or the command line fixes, or a count of things the project defines.
+NAMED = re.compile(
+    "|".join(
+        [
+            r"(?:Figures?|Tables?|Eq\.|Equation|[Ss]ections?|Algorithm|[Nn]otebooks?|[Cc]laims?|C)\s?\d[\d.,\- ]*",
+            r"\b\d+(?:\.\d+)?(?:[BMk]\b|B-|x\d|-shot|-bit|-option|-class|-core| cores| GiB| CPU| GPU| bits?)",
+            r"(?:Gemini|Llama|Python|Claude|GPT|Phi|Qwen|Jamba|Gemma|Mistral|Mixtral|Yi|torch)[- ]\d[\w.-]*",
+            r"[A-Za-z]+[-_]?v?\d[\w.]*",  # names with digits: Llama-2-70B, MiniLM-L6, gpt-4o, torch==2.13.0
+            r"\b[0-9a-f]*[a-f][0-9a-f]*\b",  # commits
+            r"\b95% ",  # the intervals' level
+            r"\b(?:200|400|401|404|413|429|503) ",  # HTTP status codes
+            r"\b0[1-8]\b|\b\d\d_\w+|\d+\.\.\d+",  # notebooks
+            r"\d+(?:\.\d+){2,}|127\.0\.0\.1|:\d{4}\b|arXiv \S+|\b20[12]\d\b",  # versions, addresses, ports, years
+        ]
+    )
+)
+NUMBER = re.compile(r"[-+]?\$?\d[\d,]*(?:\.\d+)?%?")
+# a number the profiles fix (a budget, a question count, a seed) is a setting, not a measurement
+SETTINGS = {
+    float(n)
+    for path in (ROOT / "configs").rglob("*.yaml")
+    for n in re.findall(r"(?<![\w.])\d+(?:\.\d+)?", path.read_text())
+}
+
+
+def prose(text: str) -> str:
+    """``text`` without what is not prose: generated blocks and values, code, links' targets, comments."""
+    for pattern in (BLOCK, VALUE, re.compile(r"```.*?```", re.DOTALL), re.compile(r"<!--.*?-->", re.DOTALL)):
+        text = pattern.sub(" ", text)
+    text = re.sub(r"`[^`]*`", " ", text)
+    return re.sub(r"\]\([^)]*\)", "]", text)
+
+
+def loose_numbers(text: str) -> list[str]:
+    """The numbers of ``text``'s prose that neither a generated block nor a name accounts for."""
+    kept = NAMED.sub(" ", prose(text))
+    return [n for n in NUMBER.findall(kept) if _plain(n) not in SETTINGS]
+
+
+def _plain(number: str) -> float | None:
+    digits = number.strip("+$%,").replace(",", "")
+    return None if number.startswith("-") or number.endswith("%") else float(digits)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_every_number_on_the_page_is_the_files(page):
+    text = page.read_text()
+    assert fill(text, ROOT / "results", load_profile("cpu")) == text, "run `leeroo report --profile cpu`"
+    assert loose_numbers(text) == [], "numbers in prose with no file behind them: put them in a value block"
+
+
+def test_a_changed_number_fails_in_a_table_and_in_prose(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    cfg = load_profile("cpu")
+    for path in (ROOT / "results").glob("*.csv"):
+        (tmp_path / path.name).write_text(path.read_text())
+    claims = pd.read_csv(ROOT / "results" / "claims.csv")
+    claims.loc[0, "measured"] += 0.1
+    claims.to_csv(tmp_path / "claims.csv", index=False)
+    assert fill(readme, tmp_path, cfg) != readme
+    bench = pd.read_csv(ROOT / "results" / "bench_reproduce.csv")
+    bench["wall_min"] += 1
+    bench.to_csv(tmp_path / "bench_reproduce.csv", index=False)
+    (tmp_path / "claims.csv").write_text((ROOT / "results" / "claims.csv").read_text())
+    assert fill(readme, tmp_path, cfg) != readme  # a prose value
+    assert fill(readme.replace("min", "minutes", 1), ROOT / "results", cfg) != readme  # an edit of the page itself
+
+
+def test_prose_numbers_are_caught():
+    assert loose_numbers("Leeroo gains +4.5 points [+2.8, +6.1] over 2,074 questions.") == [
+        "+4.5",
+        "+2.8",
+        "+6.1",
+        "2,074",
+    ]
+    assert loose_numbers("Figure 4 and Eq. 1 on Llama-2-70B, 5-shot, 2 cores, notebook 04, `make test` in 9 min") == [
+        "9"
+    ]
+    assert loose_numbers("<!-- value:x.csv|a == 1|b|{:.1f} -->+4.5<!-- /value --> points") == []
+    with pytest.raises(ValueError, match="selects 0 rows"):
+        fill("<!-- value:claims.csv|id == 'nope'|measured|{:.1f} -->1<!-- /value -->", ROOT / "results", None)
+
+
+def test_fill_names_what_is_wrong(tmp_path):
+    cfg = load_profile("cpu")
+    with pytest.raises(ValueError, match=r"README blocks \['nope'\] name no table"):
+        fill("<!-- results:nope -->\nx\n<!-- /results -->", ROOT / "results", cfg)
+    # another profile's results lack rows a page reports: the error says which and what to run
+    table1 = pd.read_csv(ROOT / "results" / "table1.csv")
+    table1[~((table1["system"] == "leeroo-open") & (table1["budget"] == 0.4))].to_csv(tmp_path / "table1.csv")
+    with pytest.raises(ValueError, match=r"no row for leeroo-open in pool 'open' at budget 0.4: the README reports"):
+        fill("<!-- results:mmlu-table1 -->\n<!-- /results -->", tmp_path, cfg)
