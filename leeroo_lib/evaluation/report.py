@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import TRAINING_SETS
+from ..routing.pools import served_experts
 from .strategies import strategy_family
 from .tables import percent_with_ci, table1_for_reading, usd_text
 
@@ -261,36 +262,82 @@ def claims_detail(claims: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def tables(results: Path, cfg) -> dict[str, str]:
-    """Every README table by its block name, from the CSVs under ``results``; the profile ``cfg`` names the saved
-    orchestrator's policy per benchmark (``policy.orchestrator``), its allocation mode (``policy.mode``) and each
-    pool's highlighted budget (``evaluation.highlight``)."""
-    table1 = pd.read_csv(results / "table1.csv")
-    strategies = pd.read_csv(results / "strategies.csv")
-    goals = pd.read_csv(results / "goals.csv")
+# Small results files shown as they are (numbers to three significant digits): block name -> file under results/
+FILE_TABLES = {
+    "quantization": "quantization.csv",
+    "live-bias": "live_bias.csv",
+    "duplicates": "duplicates.csv",
+    "coverage": "coverage.csv",
+    "prompt-tokens": "mmlu_pro_prompt_tokens.csv",
+    "allocation": "allocation.csv",
+    "strategy-goals": "strategy_goals.csv",
+    "bench-universe": "bench_universe.csv",
+    "bench-routing": "bench_routing.csv",
+    "bench-scoring": "bench_scoring.csv",
+    "bench-serving": "bench_serving.csv",
+    "bench-reproduce": "bench_reproduce.csv",
+    "bench-fresh-clone": "bench_fresh_clone.csv",
+    "selfplay-goals": "selfplay_goals.csv",
+    "selfplay-new-expert": "selfplay_new_expert.csv",
+}
+
+
+def file_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """A results file for reading: numbers to three significant digits (counts whole), names shortened."""
+
+    def cell(v) -> str:
+        if isinstance(v, float) and not pd.isna(v):
+            return f"{v:,.0f}" if abs(v) >= 1000 or float(v).is_integer() else f"{v:.3g}"
+        return "-" if pd.isna(v) else str(v).replace("|", "/")
+
+    return frame.map(cell)
+
+
+def signal_table(signal: pd.DataFrame, members: list[str]) -> pd.DataFrame:
+    """Each policy's signal (notebook 04, ``results/policy_signal.csv``), the mean over a pool's served experts."""
+    rows = signal[signal["expert"].isin(members)].groupby("policy", sort=False)[
+        ["auc", "auc_within_subject", "brier", "ece"]
+    ]
+    return rows.mean().reset_index().map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)
+
+
+def tables(results: Path, cfg) -> dict[str, object]:
+    """Every table of the pages by its block name, as a function that writes it from the CSVs under ``results``
+    (only the blocks a page shows are read); the profile ``cfg`` names the saved orchestrator's policy per
+    benchmark (``policy.orchestrator``), its allocation mode (``policy.mode``) and each pool's highlighted budget
+    (``evaluation.highlight``)."""
+
+    def read(name: str) -> pd.DataFrame:
+        return pd.read_csv(results / name)
+
     routers, mode = cfg.policy.orchestrator, cfg.policy.mode
-    claims = pd.read_csv(results / "claims.csv", keep_default_na=True)
-    return {
-        "claims": _markdown(claims_front(claims)),
-        "claims-detail": _markdown(claims_detail(claims)),
-        "mmlu-table1": _markdown(paper_table(table1)),
-        "mmlu-routers": _markdown(router_table(table1, ["open", "mix"])),
-        "frontier-experts": _markdown(single_table(table1, "frontier")),
-        "frontier-routers": _markdown(router_table(table1, ["frontier"])),
-        "goals": _markdown(goal_table(goals, table1, routers, mode)),
-        "mmlu-pro-routers": _markdown(router_table(table1, ["pro-open", "pro-all"])),
-        "mmlu-pro-experts": _markdown(single_table(table1, "pro-all")),
-        "mmlu-pro-strategies": _markdown(strategy_table(strategies, "pro-all")),
+    served = served_experts(read("universe.csv")) if (results / "universe.csv").exists() else {}
+    written = {
+        "claims": lambda: claims_front(read("claims.csv")),
+        "claims-detail": lambda: claims_detail(read("claims.csv")),
+        "mmlu-table1": lambda: paper_table(read("table1.csv")),
+        "mmlu-routers": lambda: router_table(read("table1.csv"), ["open", "mix"]),
+        "frontier-experts": lambda: single_table(read("table1.csv"), "frontier"),
+        "frontier-routers": lambda: router_table(read("table1.csv"), ["frontier"]),
+        "frontier-strategies": lambda: strategy_table(read("strategies.csv"), "frontier"),
+        "goals": lambda: goal_table(read("goals.csv"), read("table1.csv"), routers, mode),
+        "mmlu-pro-routers": lambda: router_table(read("table1.csv"), ["pro-open", "pro-all"]),
+        "mmlu-pro-experts": lambda: single_table(read("table1.csv"), "pro-all"),
+        "mmlu-pro-strategies": lambda: strategy_table(read("strategies.csv"), "pro-all"),
+        "selfplay-vs-full": lambda: training_set_table(read("selfplay_vs_full.csv"), cfg.evaluation.highlight),
         **{
-            f"policy-cv-{pool}": _markdown(
-                cv_table([pd.read_csv(results / f"bench_policy_cv_{pool}_{budget:g}_{t}.csv") for t in TRAINING_SETS])
+            f"policy-cv-{pool}": lambda pool=pool: cv_table(
+                [read(f"bench_policy_cv_{pool}_0.6_{t}.csv") for t in TRAINING_SETS]
             )
-            for pool, budget in (("open", 0.6), ("pro-open", 0.6))
+            for pool in ("open", "pro-open")
         },
-        "selfplay-vs-full": _markdown(
-            training_set_table(pd.read_csv(results / "selfplay_vs_full.csv"), cfg.evaluation.highlight)
-        ),
+        **{
+            f"signal-{pool}": lambda pool=pool: signal_table(read("policy_signal.csv"), served[pool])
+            for pool in ("open", "pro-open")
+        },
+        **{name: lambda file=file: file_table(read(file)) for name, file in FILE_TABLES.items()},
     }
+    return {name: lambda make=make: _markdown(make()) for name, make in written.items()}
 
 
 def value(spec: str, results: Path) -> str:
@@ -310,10 +357,11 @@ def fill(text: str, results: Path, cfg) -> str:
     """``text`` with every results block and every prose value rewritten from the files (``tables``, ``value``;
     for profile ``cfg``); an unknown block name is an error."""
     names = {m["name"] for m in BLOCK.finditer(text)}
-    written = tables(results, cfg) if names else {}
-    unknown = sorted(names - set(written))
+    writers = tables(results, cfg) if names else {}
+    unknown = sorted(names - set(writers))
     if unknown:
-        raise ValueError(f"README blocks {unknown} name no table; known: {sorted(written)}")
+        raise ValueError(f"README blocks {unknown} name no table; known: {sorted(writers)}")
+    written = {name: writers[name]() for name in names}
     text = BLOCK.sub(lambda m: m.group(1) + written[m["name"]] + m.group(3), text)
     return VALUE.sub(lambda m: m.group(1) + value(m["spec"], results) + m.group(3), text)
 
