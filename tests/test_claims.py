@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 
 from leeroo_lib.config import load_profile
+from leeroo_lib.evaluation.claim_evidence import memory_4bit, oracle_gain, oracle_price
 from leeroo_lib.evaluation.claims import VERDICTS, claims_table, load_claims, verdict
+from leeroo_lib.experts.catalog import Expert
 
 
 @pytest.mark.parametrize(
@@ -190,3 +192,41 @@ def test_the_ledger_decides_from_the_files_and_says_what_it_cannot(tmp_path):
         }
     )
     assert claims_table(claims, tmp_path, profile, redrawn).set_index("id").loc["C2", "redrawn_splits"] == "2 of 3"
+
+
+def _frames():
+    """Four questions, two subjects, three experts: who is right where."""
+    questions = pd.DataFrame(
+        {"subject": ["a", "a", "b", "b"], "idx": [0, 1, 0, 1], "subcategory": ["math", "math", "law", "law"]}
+    )
+    scores = pd.DataFrame(
+        {"cheap": [1, 0, 0, 0], "mid": [1, 1, 0, 0], "dear": [0, 1, 1, 0]},
+        index=pd.MultiIndex.from_frame(questions[["subject", "idx"]]),
+        dtype=float,
+    )
+    return questions, scores
+
+
+def test_the_oracle_and_what_it_pays():
+    questions, scores = _frames()
+    members = ["cheap", "mid", "dear"]
+    gain = oracle_gain("p", members, questions, scores, seed=0)
+    assert gain["value"] == pytest.approx(100 * (3 / 4 - 2 / 4))  # oracle 3 of 4, best single (mid) 2 of 4
+    assert gain["ci_low"] <= gain["value"] <= gain["ci_high"]
+    costs = pd.Series({"cheap": 0.2, "mid": 0.6, "dear": 0.9, "ref": 0.26})
+    price = oracle_price("p", members, questions, scores, costs, "ref", seed=0)
+    # the cheapest right expert: cheap (0.2), mid (0.6), dear (0.9); the last question nobody answers
+    assert price["value"] == pytest.approx(0.26 - (0.2 + 0.6 + 0.9) / 3)
+    assert "3 of 4 test questions" in price["questions"]
+
+
+def test_the_4bit_estimate_is_on_paper():
+    experts = [
+        Expert("a", 7.0, "7B", 0.2, "open", "p", "s"),
+        Expert("b", 13.0, "13B", 0.26, "open", "p", "s"),
+    ]
+    row = memory_4bit("p", experts)
+    assert row["value"] == row["ci_low"] == row["ci_high"] == pytest.approx(40 - 20 * 0.5 * 1.2)
+    assert "computed, not run" in row["reference"]
+    unknown = memory_4bit("p", [Expert("gpt", None, "GPT4", 20.0, "closed", "p", "s")])
+    assert pd.isna(unknown["value"]) and "no parameter count" in unknown["reference"]

@@ -193,6 +193,8 @@ def _measured(claim, results: Path, profile: Profile) -> Measurement:
     if rows.empty:
         raise NotTestable(f"results/claim_measurements.csv has no {claim.decided_by} of pool {claim.pool}")
     row = rows.iloc[0]
+    if pd.isna(row["value"]):
+        raise NotTestable(f"{claim.decided_by} of pool {claim.pool}: {row['reference']}")
     return Measurement(
         row["value"],
         row["ci_low"],
