@@ -6,6 +6,7 @@ import pytest
 
 from leeroo_lib.data import suites
 from leeroo_lib.data.benchmarks import load_mmlu, question_key
+from leeroo_lib.data.splits import duplicates, make_splits
 from leeroo_lib.data.suites import check_recorded_join, load_recorded_scores
 
 
@@ -73,3 +74,29 @@ def test_missing_score_file_names_file_and_fix(data_copy):
     (data_copy / suites.RECORDED_SCORES_FILE).unlink()
     with pytest.raises(FileNotFoundError, match=r"missing: .*mmlu_recorded_correctness.csv.gz.*restore"):
         load_recorded_scores(data_copy)
+
+
+def test_duplicates_count_copies_across_and_within_splits():
+    questions = pd.DataFrame(
+        {
+            "subject": ["a", "a", "a", "b", "b"],
+            "idx": [0, 1, 2, 0, 1],
+            "benchmark": "mmlu",
+            "qkey": ["k1", "k1", "k2", "k2", "k3"],
+        }
+    )
+    splits = questions[["subject", "idx"]].assign(split=["test", "train", "test", "test", "train"])
+    counts = duplicates(questions, splits).set_index("split_pair")
+    assert counts["n"].to_dict() == {"test in train": 1, "test in test": 2, "train in train": 0}
+    assert counts.loc["test in train", "questions"] == 3
+
+
+def test_mmlu_test_questions_repeating_a_training_row(questions, recorded):
+    """58 of the 5,183 questions the split is drawn from repeat a question that is always training data (not
+    measured by all 13 experts); the seeded split draws 22 of them into its test share."""
+    counts = duplicates(questions.assign(benchmark="mmlu"), make_splits(recorded, 0.4, seed=0))
+    assert counts.set_index("split_pair")["n"].to_dict() == {
+        "test in train": 22,
+        "test in test": 0,
+        "train in train": 144,
+    }

@@ -233,6 +233,7 @@ def test_letter_bias_baseline_is_the_accuracy_of_the_favourite_letter():
     row = letter_baseline({"x": scores}).iloc[0]
     assert row["most_frequent_letter"] == "A" and row["share_of_predictions"] == 0.75
     assert row["letter_bias_baseline"] == 0.5 and row["accuracy"] == 0.25 and row["chance"] == 0.25
+    assert row[["share_A", "share_B", "share_C", "share_D"]].tolist() == [0.75, 0.25, 0.0, 0.0]
 
 
 def test_live_experts_come_from_the_profile_as_the_live_suite():

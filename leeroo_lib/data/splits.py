@@ -30,3 +30,24 @@ def split_index(splits: pd.DataFrame, name: str) -> pd.MultiIndex:
     """The (subject, idx) index of one split."""
     rows = splits[splits["split"] == name]
     return pd.MultiIndex.from_frame(rows[["subject", "idx"]])
+
+
+def duplicates(questions: pd.DataFrame, splits: pd.DataFrame) -> pd.DataFrame:
+    """Per benchmark: the questions of a split that have an identical copy (same stem and same choices: the
+    same ``qkey``) among the training rows (``test in train``), or among the other rows of their own split
+    (``test in test``, ``train in train``). Columns benchmark, split_pair, n, questions (the first split's).
+    Counted, not removed: the split stays as drawn."""
+    rows = splits.merge(questions[["subject", "idx", "benchmark", "qkey"]], on=["subject", "idx"])
+    counts = []
+    for benchmark, of in rows.groupby("benchmark", sort=False):
+        test, train = of[of["split"] == "test"], of[of["split"] == "train"]
+        pairs = {
+            "test in train": (test, test["qkey"].isin(train["qkey"])),
+            "test in test": (test, test["qkey"].duplicated(keep=False)),
+            "train in train": (train, train["qkey"].duplicated(keep=False)),
+        }
+        counts += [
+            {"benchmark": benchmark, "split_pair": pair, "n": int(copied.sum()), "questions": len(first)}
+            for pair, (first, copied) in pairs.items()
+        ]
+    return pd.DataFrame(counts)

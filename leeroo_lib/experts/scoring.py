@@ -553,8 +553,9 @@ def merge_score_matrix(recorded: pd.DataFrame, live: dict[str, pd.DataFrame]) ->
 
 
 def letter_baseline(live: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per live expert: accuracy beside chance (0.25) and the letter-bias baseline, the accuracy of
-    always answering the letter the expert itself predicts most often, on the same questions."""
+    """Per live expert: accuracy beside chance (0.25), the share of its answers that is each letter, and the
+    letter-bias baseline, the accuracy of always answering the letter the expert itself predicts most often,
+    on the same questions."""
     rows = []
     for name, scores in live.items():
         favourite = scores["pred"].value_counts().idxmax()
@@ -567,6 +568,7 @@ def letter_baseline(live: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 "most_frequent_letter": favourite,
                 "share_of_predictions": (scores["pred"] == favourite).mean(),
                 "letter_bias_baseline": (scores["answer"] == favourite).mean(),
+                **{f"share_{letter}": (scores["pred"] == letter).mean() for letter in MMLU_LETTERS},
             }
         )
     return pd.DataFrame(rows)
