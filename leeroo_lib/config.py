@@ -79,12 +79,12 @@ class Goal(_Block):
 
 class Strategies(_Block):
     """Multi-call strategies on ``pool`` (notebook 05); the goal: beat ``reference`` by a point at
-    ``price_share`` of its price or less."""
+    each of ``price_shares`` of its price or less."""
 
     pool: str
     reference: str
     n_budgets: Count
-    price_share: Share = 0.25
+    price_shares: Annotated[list[Share], Field(min_length=1)] = [0.25]
 
 
 class Evaluation(_Block):

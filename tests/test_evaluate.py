@@ -42,8 +42,8 @@ def test_routed_outcomes_reads_the_chosen_expert(toy):
 def test_router_row_compares_with_best_single_it_can_afford(toy):
     questions, scores = toy
     routes = pd.Series(["cheap", "mid", "mid", "cheap"], index=questions.index)
-    row = evaluate.router_row("r", "open", 0.4, routes, questions, scores, CATALOG, seed=0)
-    assert row["cost_per_1m_usd"] == pytest.approx(0.35)
+    row = evaluate.router_row("r", "open", 0.4, routes, questions, scores, CATALOG, seed=0, allocation="global")
+    assert row["allocation"] == "global" and row["cost_per_1m_usd"] == pytest.approx(0.35)
     assert row["best_single_at_cost"] == "cheap"  # mid (0.5) and big cost more than 0.35
     assert row["accuracy"] == 1.0 and row["diff_vs_best_single"] == pytest.approx(0.5)
     assert row["note"] == ""
@@ -53,7 +53,7 @@ def test_router_row_compares_with_best_single_it_can_afford(toy):
     assert row["diff_vs_zero_router"] == pytest.approx(1 - (0.5 + 0.25 * big_share))
     # the same routes under a budget of 0.5 are compared with mid too (priced at the budget)
     better_mid = scores.assign(mid=[1.0, 1.0, 1.0, 1.0])
-    row = evaluate.router_row("r", "open", 0.5, routes, questions, better_mid, CATALOG, seed=0)
+    row = evaluate.router_row("r", "open", 0.5, routes, questions, better_mid, CATALOG, seed=0, allocation="global")
     assert row["best_single_at_cost"] == "mid" and row["diff_vs_best_single"] == pytest.approx(0.0)
 
 
@@ -106,7 +106,7 @@ def test_table1_is_identical_for_the_same_seed(toy):
                 evaluate.single_expert_rows(scores, CATALOG, seed=0),
                 paper_rows(),
                 evaluate.oracle_row(scores, CATALOG, "mix", seed=0),
-                evaluate.router_row("r", "mix", 6.0, routes, questions, scores, CATALOG, seed=0),
+                evaluate.router_row("r", "mix", 6.0, routes, questions, scores, CATALOG, 0, "sequential"),
             ]
         )
 
@@ -114,6 +114,7 @@ def test_table1_is_identical_for_the_same_seed(toy):
     assert a.to_csv(index=False) == b.to_csv(index=False)
     assert list(a.columns) == evaluate.TABLE1_COLUMNS
     assert set(a["source"]) == {"paper", "this repo"}
+    assert a["allocation"].dropna().tolist() == ["sequential"]  # the router's row, and only it
     assert (a.loc[a["source"] == "paper", "accuracy"] <= 1).all()
 
 
@@ -125,3 +126,13 @@ def test_test_questions_limit_is_a_seeded_sample(questions, recorded):
     assert len(full) == (splits["split"] == "test").sum()
     a = evaluate.test_questions(questions, splits, limit=50, seed=1)
     assert len(a) == 50 and a.equals(evaluate.test_questions(questions, splits, limit=50, seed=1))
+
+
+def test_coverage_counts_the_questions_every_served_expert_answered(toy):
+    questions, scores = toy
+    scores.loc[("a", 1), "big"] = np.nan  # big was not asked one math question
+    table = evaluate.coverage({"all": questions, "small": questions}, scores, {"all": list(scores), "small": ["cheap"]})
+    rows = table.set_index(["pool", "subcategory"])
+    assert rows.loc[("all", "math"), ["test_questions", "judged", "share"]].tolist() == [2, 1, 0.5]
+    assert rows.loc[("all", "law"), "share"] == 1.0 and rows.loc[("all", "all"), "judged"] == 3
+    assert (rows.loc["small", "share"] == 1.0).all()

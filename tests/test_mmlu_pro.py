@@ -16,7 +16,7 @@ from leeroo_lib.data.suites import (
     load_recorded_scores,
     split_basis,
 )
-from leeroo_lib.evaluation.evaluate import routing_distribution, usd_per_1000_questions
+from leeroo_lib.evaluation.evaluate import routing_distribution
 from leeroo_lib.evaluation.goal import goal_evaluation
 from leeroo_lib.experts.catalog import expert_costs, load_catalog, load_experts
 from leeroo_lib.routing.orchestrator import Orchestrator
@@ -88,21 +88,6 @@ def test_a_ten_option_question_is_read_whole_and_routed(pro, pro_scores):
     assert set(routes) == {"google/gemini-1.5-pro-002 (MMLU-Pro)"}  # at its price, the better one everywhere
     assert np.isclose(costs[orchestrator.route(rows.head(200), float(costs.min()), pool="pro")].mean(), costs.min())
     assert isinstance(routes, pd.Series) and routes.index.equals(rows.head(200).index)
-
-
-def test_a_question_costs_its_prompt_in_and_its_answer_out(pro, pro_scores):
-    rows = pro.set_index(["subject", "idx"]).loc[pro_scores.index[:50]].reset_index()
-    chars = load_output_chars(pro)
-    catalog = load_experts(suite="mmlu_pro")
-    jamba, llama = "ai21labs/AI21-Jamba-1.5-Large (MMLU-Pro)", "meta-llama/Meta-Llama-3-8B (MMLU-Pro)"
-    prices = {e.name: e for e in catalog}
-    for expert in (jamba, llama):
-        routes = pd.Series(expert, index=rows.index)
-        prompt = np.mean([len(t) for t in question_texts(rows)]) / 4 * prices[expert].input_usd_per_1m
-        answer = chars.loc[pro_scores.index[:50], expert].mean() / 4 * prices[expert].output_usd_per_1m
-        assert usd_per_1000_questions(routes, rows, chars, catalog) == pytest.approx((prompt + answer) / 1000)
-    with pytest.raises(ValueError, match="no input and output prices"):
-        usd_per_1000_questions(pd.Series("openai/gpt-4-1106-preview", index=rows.index), rows, chars, load_experts())
 
 
 def test_both_benchmarks_load_into_one_frame_that_says_which_is_which(pro):

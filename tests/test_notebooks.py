@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from leeroo_lib.config import OUTPUT_DIR_ENV, PROFILE_ENV, ROOT
+from leeroo_lib.evaluation.claims import VERDICTS
 
 NOTEBOOKS = [
     "01_expert_scoring",
@@ -22,6 +23,7 @@ NOTEBOOKS = [
     "04_policy",
     "05_mmlu_eval",
     "06_figures",
+    "08_claims",
     "07_serving",
 ]
 MAX_OUTPUTS_PER_CELL = 6  # a table, a plot and a few progress bars; lm-eval's chatter once made it hundreds
@@ -75,6 +77,10 @@ def test_01_scores_the_live_expert(run):
     live = scores["SmolLM2-135M-Instruct (live)"].dropna()
     assert len(live) == 30  # 10 questions in each of the profile's three subjects
     assert live.mean() == pytest.approx(EXPECTED["live accuracy"], abs=0.034)  # one question's worth
+    bias = pd.read_csv(root / "results" / "live_bias.csv").iloc[0]
+    assert bias["n_questions"] == 30 and bias[["share_A", "share_B", "share_C", "share_D"]].sum() == pytest.approx(1)
+    duplicates = pd.read_csv(root / "results" / "duplicates.csv")
+    assert duplicates.groupby("benchmark")["split_pair"].size().to_dict() == {"mmlu": 3, "mmlu_pro": 3}
 
 
 def test_02_serves_the_universe_of_the_training_split(run):
@@ -109,12 +115,31 @@ def test_05_table1_holds_both_orchestrators(run):
     routers = table1[table1["kind"].isin(["leeroo", "leeroo-compared"])]
     assert set(routers["trained_on"]) == {"selfplay", "full"}
     assert (routers["training_evaluations"] > 0).all()
+    assert set(routers["allocation"]) == {"global"}  # the profile's policy.mode
+    goals = pd.read_csv(root / "results" / "strategy_goals.csv")
+    assert goals[["pool", "price_share"]].values.tolist() == [["frontier", 0.25], ["frontier", 0.5]]
+    tokens = pd.read_csv(root / "results" / "mmlu_pro_prompt_tokens.csv")
+    assert len(tokens) == 14 and (tokens["cot_prefix_tokens"] > 5 * tokens["question_tokens"]).all()
+    coverage = pd.read_csv(root / "results" / "coverage.csv").query("subcategory == 'all'").set_index("pool")
+    assert coverage.loc["open", "share"] == 1.0 and coverage.loc["live", "judged"] == 5  # SmolLM2: 30 questions
 
 
 def test_06_draws_the_figures(run):
     _, root = run
     for name in ("fig4_accuracy_vs_cost", "fig5_subcategories", "fig6_routing_distribution", "universe_curve"):
         assert (root / "figures" / f"{name}.png").stat().st_size > 10_000
+
+
+def test_08_decides_each_claim(run):
+    _, root = run
+    claims = pd.read_csv(root / "results" / "claims.csv").set_index(["id", "benchmark"])
+    assert {f"C{i}" for i in range(1, 14)} <= set(claims.index.get_level_values("id"))
+    assert set(claims["verdict"]) <= set(VERDICTS)
+    on_par = claims.loc[("C1", "mmlu")]  # the smoke profile's goal: open at 0.4 against Mixtral
+    assert on_par["measured"] == pytest.approx(EXPECTED["C1: open @0.4 minus Mixtral"], abs=0.05)
+    assert on_par["verdict"] == EXPECTED["C1 verdict"]
+    assert on_par["redrawn_splits"].endswith("of 5")
+    assert "no per-question record of gpt-3.5" in claims.loc[("C4", "mmlu"), "reason"]
 
 
 def test_07_answers_through_the_service(run):
@@ -134,5 +159,7 @@ EXPECTED = {
     "open universe, first": "meta-llama/Llama-2-70b-hf",
     "Mixtral on the open goal's questions": 34 / 45,
     "Mixtral in Table 1": 0.71,
+    "C1: open @0.4 minus Mixtral": None,
+    "C1 verdict": None,
     "07 prints": "/v1: stopped",  # each expert server it started, stopped by the notebook
 }

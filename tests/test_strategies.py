@@ -6,6 +6,7 @@ from leeroo_lib.data.benchmarks import gold_letters
 from leeroo_lib.data.splits import make_splits, split_index
 from leeroo_lib.data.suites import load_letter_scores, load_letters
 from leeroo_lib.evaluation.strategies import (
+    GOAL_COLUMNS,
     STRATEGY_COLUMNS,
     AgreementCascade,
     LearnedCascade,
@@ -129,6 +130,7 @@ def test_learned_cascade_budgets(helm, cascade):
         chosen = cascade.at_budget(budget)
         setting = cascade.settings_.query("cap == @chosen.cap and threshold == @chosen.threshold").iloc[0]
         assert setting["cost"] <= budget
+        assert (chosen.training_cost, chosen.training_accuracy) == (setting["cost"], setting["accuracy"])
         answers = chosen.answer(letters)
         assert answers["cost"].mean() == pytest.approx(budget, rel=0.25)
         price = helm["prices"].to_dict()
@@ -172,9 +174,34 @@ def test_evaluation_rows_aiq_and_goal(helm, cheap, cascade):
     table = strategy_aiq(rows, helm["prices"])
     assert set(table["strategy"]) == {"majority vote", "agreement cascade", "learned cascade"}
     assert table["aiq"].between(0.5, 0.9).all()
-    goal = cheaper_win(strategies, letters, gold, helm["prices"], OPUS, seed=0)
-    assert goal["cost_limit"] == 45.0 / 4 and goal["mean_cost"] <= goal["cost_limit"]
-    assert goal["reference_accuracy"] == pytest.approx(helm["scores"].loc[helm["test"], OPUS].mean())
-    assert goal["difference"] == pytest.approx(goal["accuracy"] - goal["reference_accuracy"])
-    assert goal["diff_ci_low"] <= goal["difference"] <= goal["diff_ci_high"]
-    assert goal["met"] == (goal["difference"] >= 0.01)
+    train = helm["letters"].loc[helm["train"]]
+    goals = cheaper_win(strategies, train, letters, gold, helm["prices"], OPUS, seed=0, price_shares=[0.25, 0.5, 0.01])
+    assert list(goals.columns) == GOAL_COLUMNS and goals["price_share"].tolist() == [0.25, 0.5, 0.01]
+    assert goals["cost_limit"].tolist() == [45.0 / 4, 45.0 / 2, 0.45]
+    assert goals["reference_accuracy"].eq(helm["scores"].loc[helm["test"], OPUS].mean()).all()
+    on_training = {
+        s.name: s.training_accuracy
+        if s.name == "learned cascade"
+        else (s.answer(train)["letter"] == gold[train.index]).mean()
+        for s in strategies
+    }
+    for goal in goals.iloc[:2].to_dict("records"):
+        assert (
+            goal["training_cost"] <= goal["cost_limit"] and goal["training_accuracy"] == on_training[goal["strategy"]]
+        )
+        assert goal["difference"] == pytest.approx(goal["accuracy"] - goal["reference_accuracy"])
+        assert goal["diff_ci_low"] <= goal["difference"] <= goal["diff_ci_high"]
+        assert goal["met"] == (goal["difference"] >= 0.01)
+    assert pd.isna(goals["strategy"].iloc[2]) and not goals["met"].iloc[2]  # nothing costs 0.45 or less
+
+
+def test_the_goal_is_chosen_on_the_training_split_and_reported_on_the_test_split():
+    # expert a is right on the training rows and wrong on the test rows, b the other way round
+    train = pd.DataFrame({"a": list("AA"), "b": list("BB"), "ref": list("AB")}, index=["t0", "t1"])
+    test = pd.DataFrame({"a": list("BB"), "b": list("AA"), "ref": list("AA")}, index=["s0", "s1"])
+    gold = pd.Series("A", index=[*train.index, *test.index])
+    prices = pd.Series({"a": 1.0, "b": 1.0, "ref": 10.0})
+    strategies = [MajorityVote(["b"], prices), MajorityVote(["a"], prices)]
+    goal = cheaper_win(strategies, train, test, gold, prices, "ref", seed=0).iloc[0]
+    assert goal["strategy"] == "majority vote: a" and goal["training_accuracy"] == 1.0
+    assert (goal["accuracy"], goal["reference_accuracy"], goal["difference"]) == (0.0, 1.0, -1.0)

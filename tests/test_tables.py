@@ -42,3 +42,5 @@ def test_table1_for_reading_keeps_only_the_columns_that_apply():
     assert list(readable.columns) == ["system", "pool", "cost (USD / 1M tokens)", "accuracy % [95% CI]", "questions"]
     assert readable["cost (USD / 1M tokens)"].tolist() == ["0.20", "-"]
     assert readable["accuracy % [95% CI]"].tolist() == ["60.0 [55.0, 65.0]", "98.0 [97.0, 99.0]"]
+    router = table1.iloc[:1].assign(system="leeroo-open", kind="leeroo", budget=0.6, allocation="global")
+    assert table1_for_reading(router)["allocation"].tolist() == ["global"]

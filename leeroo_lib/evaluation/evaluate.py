@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..data.benchmarks import question_texts
 from ..experts.catalog import Expert, get_experts
 from ..routing.orchestrator import picked_outcomes
 from ..routing.policies.base import score_targets
 from .aiq import zero_router
+from .question_tokens import TokenEstimate
 
 TABLE1_COLUMNS = [
     "system",
@@ -42,9 +42,9 @@ TABLE1_COLUMNS = [
     "usd_per_1000_questions",
     "trained_on",
     "training_evaluations",
+    "allocation",
 ]
 N_BOOTSTRAP = 2000
-CHARS_PER_TOKEN = 4  # PROVENANCE.md's estimate for the MMLU-Pro answer lengths
 LOGLIKELIHOOD, GENERATIVE = "loglikelihood", "generative"
 
 
@@ -89,6 +89,24 @@ def judged_questions(
     return judged.reset_index(drop=True)
 
 
+def coverage(tests: dict[str, pd.DataFrame], scores: pd.DataFrame, served: dict[str, list[str]]) -> pd.DataFrame:
+    """Per pool and sub-category (MMLU's 17, MMLU-Pro's 14 categories) and over all (``all``): the test
+    questions of the pool's benchmark (``tests``: pool -> them), those it is judged on (every served expert
+    measured, ``judged_questions``) and their share."""
+    rows = []
+    for pool, test in tests.items():
+        judged = judged_questions(test, scores, served[pool])
+        counts = pd.DataFrame(
+            {"test_questions": test["subcategory"].value_counts(), "judged": judged["subcategory"].value_counts()}
+        )
+        counts = counts.fillna(0).astype(int).sort_index()
+        counts.loc["all"] = counts.sum()
+        rows.append(counts.rename_axis("subcategory").reset_index().assign(pool=pool))
+    table = pd.concat(rows, ignore_index=True)
+    table["share"] = table["judged"] / table["test_questions"]
+    return table[["pool", "subcategory", "test_questions", "judged", "share"]]
+
+
 def _served(test_scores: pd.DataFrame) -> str:
     return ", ".join(str(e).split("/")[-1] for e in test_scores.columns)
 
@@ -99,17 +117,17 @@ def single_expert_rows(
     seed: int,
     pool: str | None = None,
     questions: pd.DataFrame | None = None,
-    output_chars: pd.DataFrame | None = None,
+    tokens: TokenEstimate | None = None,
 ) -> pd.DataFrame:
     """Each expert answering every test question alone (of ``pool``, when given); with the ``questions``
-    (rows of ``test_scores``) and the answers' ``output_chars``, what that costs per 1,000 questions."""
+    (rows of ``test_scores``) and their ``tokens`` in and out, what that costs per 1,000 questions."""
     rows = []
     for e in get_experts(list(test_scores.columns), catalog):
         correct = test_scores[e.name].to_numpy()
         low, high = bootstrap_ci(correct, seed)
         usd = (
-            usd_per_1000_questions(pd.Series(e.name, index=questions.index), questions, output_chars, catalog)
-            if output_chars is not None
+            usd_per_1000_questions(pd.Series(e.name, index=questions.index), questions, tokens, catalog)
+            if tokens is not None
             else np.nan
         )
         rows.append(
@@ -157,13 +175,15 @@ def router_row(
     test_scores: pd.DataFrame,
     catalog: list[Expert],
     seed: int,
-    output_chars: pd.DataFrame | None = None,
+    allocation: str,
+    tokens: TokenEstimate | None = None,
 ) -> dict:
-    """One budgeted router on the test split (``test_scores``: the pool's served experts), with its
+    """One budgeted router on the test split (``test_scores``: the pool's served experts), allocating by
+    ``allocation`` (the orchestrator's mode: global or sequential, ``routing.budget.allocate``), with its
     paired difference to the best single expert of the same pool that the budget affords (cost <= budget:
     the router may spend a little less than its budget, and that must not exclude an expert priced at the
-    budget) and to the zero router at its mean cost; with the answers' ``output_chars``, what its routes
-    cost per 1,000 questions."""
+    budget) and to the zero router at its mean cost; with the questions' ``tokens`` in and out, what its
+    routes cost per 1,000 questions."""
     experts = get_experts(list(test_scores.columns), catalog)
     cost = pd.Series({e.name: e.cost_per_1m_usd for e in experts})
     correct = routed_outcomes(routes, questions, test_scores)
@@ -200,26 +220,27 @@ def router_row(
         "zero_ci_low": z_low,
         "zero_ci_high": z_high,
         "usd_per_1000_questions": (
-            usd_per_1000_questions(routes, questions, output_chars, catalog) if output_chars is not None else np.nan
+            usd_per_1000_questions(routes, questions, tokens, catalog) if tokens is not None else np.nan
         ),
+        "allocation": allocation,
     }
 
 
 def usd_per_1000_questions(
-    routes: pd.Series, questions: pd.DataFrame, output_chars: pd.DataFrame, catalog: list[Expert]
+    routes: pd.Series, questions: pd.DataFrame, tokens: TokenEstimate, catalog: list[Expert]
 ) -> float:
-    """What the routed answers really cost, per 1,000 questions: each question's own prompt (its text with
-    the lettered choices) at the routed expert's input price, plus that expert's measured answer length
-    at its output price, at ``CHARS_PER_TOKEN`` characters a token. Beside the paper's price per token, it
-    counts how much each expert says (MMLU-Pro: ``data.suites.load_output_chars``)."""
+    """What the routed answers cost, per 1,000 questions: each question's prompt (its own text and the
+    estimated 5-shot chain-of-thought prefix of its category) at the routed expert's input price, plus that
+    expert's recorded answer at its output price, in tokens (``question_tokens.estimate_tokens``). Beside the
+    paper's price per token, it counts how much each expert says (MMLU-Pro)."""
     experts = get_experts(sorted(set(routes)), catalog)
     unpriced = [e.name for e in experts if e.input_usd_per_1m is None or e.output_usd_per_1m is None]
     if unpriced:
         raise ValueError(f"{unpriced} have no input and output prices in their suite: the cost per question needs them")
     price_in = pd.Series({e.name: e.input_usd_per_1m for e in experts})
     price_out = pd.Series({e.name: e.output_usd_per_1m for e in experts})
-    prompt = np.array([len(text) for text in question_texts(questions)]) / CHARS_PER_TOKEN
-    answer = picked_outcomes(routes, score_targets(questions, output_chars)) / CHARS_PER_TOKEN
+    prompt = tokens.prompt.reindex(pd.MultiIndex.from_frame(questions[["subject", "idx"]])).to_numpy()
+    answer = picked_outcomes(routes, score_targets(questions, tokens.answer))
     usd = prompt * price_in[routes].to_numpy() + answer * price_out[routes].to_numpy()
     return float(usd.mean() / 1e6 * 1000)
 

@@ -31,7 +31,8 @@ def usd_text(values) -> list[str]:
 
 
 def table1_for_reading(table1: pd.DataFrame) -> pd.DataFrame:
-    """Rows of results/table1.csv (evaluate.table1) for reading: system, pool, budget, what it cost,
+    """Rows of results/table1.csv (evaluate.table1) for reading: system, pool, budget, a router's allocation
+    rule (global: Eq. 1 solved for the whole test split at once; sequential: one question at a time), what it cost,
     accuracy % [95% CI], questions; for budgeted routers the best single expert the budget affords and
     the paired difference to it and to the zero router in points [95% CI]; on MMLU-Pro the USD per 1,000
     questions; for routers the training set and the expert evaluations it holds. A column empty for every
@@ -41,6 +42,7 @@ def table1_for_reading(table1: pd.DataFrame) -> pd.DataFrame:
             "system": table1["system"],
             "pool": table1["pool"],
             "budget": [MISSING if pd.isna(b) else f"{b:g}" for b in table1["budget"]],
+            "allocation": table1["allocation"],
             "cost (USD / 1M tokens)": [MISSING if pd.isna(c) else f"{c:.2f}" for c in table1["cost_per_1m_usd"]],
             "accuracy % [95% CI]": percent_with_ci(table1["accuracy"], table1["ci_low"], table1["ci_high"]),
             "questions": table1["n_questions"].astype("Int64"),
