@@ -368,27 +368,52 @@ class Scoring(_Block):
 class SelfPlayTraining(_Block):
     """The loop that writes the self-play training set of one benchmark: epsilon-greedy over ``questions`` of its
     training questions (None: all) and the experts its policy predicts, the orchestrator's pick routed under
-    ``budget``."""
+    ``budget``. It stops at a share of full information's evaluations chosen on the training split: the first
+    round at which the loop, run on the rest of the training questions, reaches ``gain_share`` of full
+    information's gain on ``validation_share`` of them."""
 
     budget: Price
     questions: Count | None = None
+    gain_share: Share = 0.95
+    validation_share: Annotated[float, Field(gt=0, lt=1)] = 0.3
+
+
+class SelfPlayCurve(_Block):
+    """One learning curve: the pool whose served experts the loops explore, the budget the test split is routed at."""
+
+    pool: str
+    budget: Price
+
+
+class NewExpert(_Block):
+    """A new expert joins the loop at round ``arrives_round`` (one run per expert of ``experts``); the universe
+    of ``pool`` is recomputed under ``rule`` (a rule that can refuse) from the loop's own evaluations, ``step``
+    questions at a time, until ``patience`` recomputations agree or ``max_evaluations`` of it are spent; the test
+    split is routed at ``budget``."""
+
+    pool: str
+    rule: PoolUniverse
+    experts: list[str]
+    arrives_round: Count
+    budget: Price
+    step: Count
+    patience: Count
+    max_evaluations: Count
 
 
 class SelfPlay(_Block):
     pool: str
     pool_per_subject: Count
     max_test_questions: Count | None
-    budget: Price
     routing_mode: Literal["sequential", "global"]
     epsilon: Share
     first_round_evaluations: Count
     growth: Annotated[float, Field(gt=0)]
-    prefer_uncertain: bool
     low_signal_weight: Share
-    probe_C: Annotated[float, Field(gt=0)]
-    new_expert: str
-    add_expert_after_round: Annotated[int, Field(ge=0)]
-    integration_sample: Count
+    curves: list[SelfPlayCurve]
+    seeds: Count
+    max_evaluation_share: Share
+    new_expert: NewExpert
     generator: ModelSource
     generated_questions: Annotated[int, Field(ge=0)]
     max_new_tokens: Count
@@ -426,6 +451,7 @@ class Profile(_Block):
         named = {
             "evaluation.goals": [goal.pool for goal in self.evaluation.goals],
             "selfplay.pool": [self.selfplay.pool],
+            "selfplay.curves": [c.pool for c in self.selfplay.curves] + [self.selfplay.new_expert.pool],
             "evaluation.strategies": [s.pool for s in self.evaluation.strategies],
             "evaluation.highlight": list(self.evaluation.highlight),
         }

@@ -4,12 +4,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leeroo_lib.config import SelfPlayTraining, load_profile
+from leeroo_lib.config import PoolUniverse, SelfPlayTraining, load_profile
 from leeroo_lib.data.splits import make_splits, split_index
+from leeroo_lib.evaluation.selfplay_study import curve_goals
 from leeroo_lib.experts.catalog import expert_costs, load_experts
 from leeroo_lib.experts.scoring import select_questions
+from leeroo_lib.routing.policies.baselines import SubjectPolicy
 from leeroo_lib.routing.policies.embedding import LogisticProbePolicy
 from leeroo_lib.routing.selfplay import (
+    FULL,
+    GREEDY,
+    STRATEGIES,
+    UNIFORM,
     PoolGenerator,
     ReplayEvaluator,
     SelfPlayLoop,
@@ -46,7 +52,7 @@ def setting(questions, recorded):
     }
 
 
-def make_loop(setting, strategy="epsilon_greedy", seed=0, pool=None):
+def make_loop(setting, strategy=GREEDY, seed=0, pool=None, max_evaluations=None):
     return SelfPlayLoop(
         strategy,
         PoolGenerator(setting["pool"] if pool is None else pool, seed=seed),
@@ -59,12 +65,13 @@ def make_loop(setting, strategy="epsilon_greedy", seed=0, pool=None):
         budget=5.0,
         epsilon=0.2,
         first_round_evaluations=40,
+        max_evaluations=max_evaluations,
         seed=seed,
     )
 
 
 def test_loop_never_evaluates_a_test_question(setting):
-    loops = [make_loop(setting, strategy) for strategy in ("epsilon_greedy", "uniform", "full")]
+    loops = [make_loop(setting, strategy) for strategy in STRATEGIES]
     for loop in loops:
         loop.run(max_rounds=3)
     evaluated = pd.MultiIndex.from_tuples([k for loop in loops for k in loop.evaluator.evaluated])
@@ -78,7 +85,7 @@ def test_evaluator_refuses_test_questions(setting):
         evaluator.evaluate(setting["test"].head(3), [setting["experts"][:1]] * 3)
     leaky_pool = pd.concat([setting["pool"], setting["test"].head(5)], ignore_index=True)
     with pytest.raises(ValueError, match="training-split"):
-        make_loop(setting, "full", pool=leaky_pool).run()
+        make_loop(setting, FULL, pool=leaky_pool).run()
 
 
 def test_same_seed_same_curve(setting):
@@ -109,6 +116,7 @@ def test_the_training_loop_keeps_only_what_it_paid_for(setting, questions):
         lambda s: LogisticProbePolicy(HashEmbedder(), seed=s),
         settings,
         SelfPlayTraining(budget=5.0, questions=150),
+        max_evaluations=None,
         seed=0,
     )
     curve = loop.run()
@@ -126,11 +134,11 @@ def test_the_training_loop_keeps_only_what_it_paid_for(setting, questions):
 def test_epsilon_greedy_sends_to_the_orchestrators_pick():
     available = pd.DataFrame([[True, True, True], [True, False, True]], columns=["a", "b", "c"])
     top = pd.Series(["b", "b"])
-    chosen = choose_experts("epsilon_greedy", top, available, 0.0, np.random.default_rng(0))
+    chosen = choose_experts(GREEDY, top, available, 0.0, np.random.default_rng(0))
     assert chosen[0] == ["b"]
     assert chosen[1] in (["a"], ["c"])  # b has no recorded outcome there: a random recorded expert
-    assert choose_experts("full", top, available, 0.0, np.random.default_rng(0)) == [["a", "b", "c"], ["a", "c"]]
-    explored = choose_experts("epsilon_greedy", top, available, 1.0, np.random.default_rng(0))
+    assert choose_experts(FULL, top, available, 0.0, np.random.default_rng(0)) == [["a", "b", "c"], ["a", "c"]]
+    explored = choose_experts(GREEDY, top, available, 1.0, np.random.default_rng(0))
     assert explored == [["a", "b", "c"], ["a", "c"]]
 
 
@@ -139,16 +147,89 @@ def test_signal_marks_agreement():
     assert signal(outcomes).tolist() == ["all_right", "split", "all_wrong", "single"]
 
 
-def test_adding_an_expert_recomputes_the_universe(setting):
-    served = [e for e in setting["experts"] if e != "openai/gpt-4-1106-preview"]
-    loop = make_loop(setting)
-    loop.experts = served
-    loop.gathered = loop.gathered[served]
-    loop.run(max_rounds=2)
-    universe = loop.add_expert("openai/gpt-4-1106-preview", 20)
-    assert "openai/gpt-4-1106-preview" in [e for e, _ in universe]
-    assert not loop.gathered.loc[loop.integration_sample].isna().any().any()
-    assert "openai/gpt-4-1106-preview" in loop.policy.experts_
+def test_budgeted_loop_stops_at_its_evaluations(setting):
+    """The loop stops once what is left cannot pay for one question asked of every expert, round by round."""
+    for strategy in STRATEGIES:
+        loop = make_loop(setting, strategy, max_evaluations=150)
+        curve = loop.run()
+        assert 150 - len(setting["experts"]) < loop.evaluations <= 150 + len(setting["experts"])
+        assert curve["evaluations"].is_monotonic_increasing and curve["evaluations"].iloc[-1] == loop.evaluations
+        assert loop.generator.remaining > 0  # the budget, not the pool, ended it
+
+
+def test_selection_prefers_questions_the_experts_split_on(setting):
+    """epsilon-greedy-selection draws questions with weight sd_j(p_ij): a subject where the experts are predicted
+    to differ comes up far more often than one where they are predicted alike."""
+    pool = setting["pool"]
+    subjects = pool["subject"].unique()[:2]
+
+    class Split:
+        experts_ = ["a", "b"]
+
+        def predict_proba(self, questions):
+            split = questions["subject"].eq(subjects[0]).to_numpy()
+            return pd.DataFrame({"a": np.where(split, 0.9, 0.5), "b": np.where(split, 0.1, 0.5)}, index=questions.index)
+
+    two = pool[pool["subject"].isin(subjects)]
+    picked = PoolGenerator(two, select=True, seed=0).propose(4, Split())
+    assert (picked["subject"] == subjects[0]).all()
+    random_order = PoolGenerator(two, select=False, seed=0).propose(4, Split())
+    assert set(random_order["subject"]) == set(subjects)
+
+
+def test_new_expert_is_decided_on_the_loops_own_evaluations(setting):
+    """An expert joins mid-loop: the universe is recomputed under a rule that can refuse (k=1) from the loop's
+    own evaluations, with at most the allowed evaluations of it; every evaluation is counted, and the policy
+    predicts the new expert afterwards."""
+    experts = setting["experts"]
+    new = "openai/gpt-4-1106-preview"
+    loop = SelfPlayLoop(
+        GREEDY,
+        PoolGenerator(setting["pool"], seed=0),
+        ReplayEvaluator(setting["scores"], setting["splits"]),
+        [e for e in experts if e != new],
+        lambda s: SubjectPolicy(seed=s),
+        setting["test"],
+        setting["test_outcomes"],
+        expert_costs(load_experts()),
+        budget=5.0,
+        first_round_evaluations=40,
+        low_signal_weight=1.0,
+    )
+    loop.run(max_rounds=3)
+    before = loop.evaluations
+    joined = loop.add_expert(new, PoolUniverse(rule="greedy", k=1), step=20, patience=3, max_new_evaluations=100)
+    assert (joined["loop_decision"] == "serve") == (new in joined["universe_with"])
+    assert new not in joined["universe_without"] and len(joined["universe_with"]) == 1
+    assert 0 < joined["new_expert_evaluations"] <= 100
+    assert loop.evaluations == before + joined["new_expert_evaluations"] + joined["other_evaluations"]
+    assert new in loop.policy.experts_ and 0 <= joined["accuracy_before"] <= 1
+    with pytest.raises(ValueError, match="already in the loop"):
+        loop.add_expert(new, PoolUniverse(rule="greedy", k=1), step=20, patience=3, max_new_evaluations=100)
+
+
+def test_curve_goals_share_full_informations_gain():
+    curve = pd.DataFrame(
+        {
+            "benchmark": "b",
+            "pool": "p",
+            "budget": 0.6,
+            "strategy": [UNIFORM] * 4,
+            "seed": [0, 0, 1, 1],
+            "round": [1, 2, 1, 2],
+            "evaluations": [10, 20, 10, 20],
+            "accuracy": [0.5, 0.6, 0.5, 0.7],
+        }
+    )
+    lines = {
+        "p": {"best_single_expert": ("x", 0.5), "full_information_accuracy": 0.7, "full_information_evaluations": 200}
+    }
+    row = curve_goals(curve, lines).iloc[0]
+    assert row["evaluations_share"] == pytest.approx(0.1)
+    assert row["gain_share"] == pytest.approx(0.75) and row["gain_share_low"] < 0.75 < row["gain_share_high"]
+    assert row["first_round_accuracy"] == pytest.approx(0.5) and row["n_seeds"] == 2
+    no_gain = {"p": {**lines["p"], "full_information_accuracy": 0.45}}
+    assert np.isnan(curve_goals(curve, no_gain).iloc[0]["gain_share"])
 
 
 VALID = "Question: What is 2 + 2?\nA. 3\nB. 4\nC. 5\nD. 22\nAnswer: B"

@@ -216,43 +216,6 @@ def plot_universe_curve(
     return _save(fig, path)
 
 
-def plot_learning_curves(
-    curves: dict[str, pd.DataFrame],
-    budget: float,
-    target: float | None = None,
-    mark_at: float | None = None,
-    path: Path | None = None,
-):
-    """Self-play: test accuracy at a fixed budget against expert evaluations spent, one line per
-    labelled curve (rows with ``evaluations`` and ``accuracy``); ``target`` draws the goal line,
-    ``mark_at`` a vertical line (e.g. where an expert joined)."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, rows in curves.items():
-        ax.plot(rows["evaluations"], rows["accuracy"], marker="o", label=label)
-    if target is not None:
-        ax.axhline(target, color="grey", ls="--", lw=1, label="95% of full information")
-    if mark_at is not None:
-        ax.axvline(mark_at, color="grey", ls=":", lw=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("expert evaluations spent")
-    ax.set_ylabel(f"test accuracy at budget {budget:g}")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
-
-
-def plot_signal_share(curve: pd.DataFrame, path: Path | None = None):
-    """Self-play: share of each round's questions whose evaluated experts disagree, per strategy."""
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    for strategy, rows in curve.groupby("strategy", sort=False):
-        ax.plot(rows["round"], rows["share_split"], marker="o", label=strategy)
-    ax.set_xlabel("round")
-    ax.set_ylabel("share of high-signal questions")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
-
-
 def plot_training_curves(histories: dict[str, pd.DataFrame], path: Path | None = None):
     """Policy training: train and validation loss (masked BCE) per epoch, one panel per policy."""
     fig, axes = plt.subplots(1, len(histories), figsize=(4.5 * len(histories), 3.5), squeeze=False)
@@ -314,5 +277,40 @@ def plot_policy_signal(summary: pd.DataFrame, path: Path | None = None):
         ax.set(title=f"{pool}: mean over served experts", xlabel="AUC of P(success)", ylabel="", xlim=(low, high))
         ax.invert_yaxis()
     axes[0][0].legend(loc="upper right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_selfplay_curves(bands: pd.DataFrame, lines: dict[str, dict], path: Path | None = None):
+    """Self-play learning curves, one panel per pool: mean test accuracy against expert evaluations spent, a 95%
+    band over seeds per strategy (``selfplay_study.curve_bands``), the best single expert and full information's
+    final accuracy as lines (``lines``: pool -> what ``learning_curves`` returned beside its curve)."""
+    pools = list(dict.fromkeys(bands["pool"]))
+    fig, axes = plt.subplots(1, len(pools), figsize=(6.5 * len(pools), 4.5), squeeze=False)
+    for ax, pool in zip(axes[0], pools):
+        rows = bands[bands["pool"] == pool]
+        for strategy, curve in rows.groupby("strategy", sort=False):
+            (line,) = ax.plot(curve["evaluations"], curve["accuracy"], marker="o", ms=4, label=strategy)
+            ax.fill_between(
+                curve["evaluations"], curve["accuracy_low"], curve["accuracy_high"], color=line.get_color(), alpha=0.15
+            )
+        expert, single = lines[pool]["best_single_expert"]
+        ax.axhline(single, color="black", ls=":", lw=1, label=f"best single expert ({_label(expert)})")
+        ax.axhline(
+            lines[pool]["full_information_accuracy"],
+            color="black",
+            ls="--",
+            lw=1,
+            label=f"full information, all {lines[pool]['full_information_evaluations']:,} evaluations",
+        )
+        seeds = int(rows["n_seeds"].max())
+        ax.set(
+            xscale="log",
+            xlabel="expert evaluations spent",
+            ylabel=f"test accuracy at budget {rows['budget'].iloc[0]:g}",
+            title=f"{pool}: mean and 95% interval over {seeds} seeds",
+        )
+        ax.legend(fontsize=7, loc="lower right")
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)

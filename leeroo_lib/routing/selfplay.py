@@ -2,20 +2,23 @@
 the answers, add them to the training set, retrain.
 
 Pieces, each small and seeded:
-- ``PoolGenerator`` draws unseen training questions, spread over subjects, preferring those whose
-  outcomes the current policy is least sure of; ``LLMGenerator`` has an instruct LM write new
-  questions, which ``parse_generation`` validates (malformed ones are rejected with a reason).
-- ``choose_experts``: which experts answer each question. ``epsilon_greedy`` sends it to the
-  expert the orchestrator picks for it under the loop's cost budget (the policy's top expert once
-  prices count) and each other expert with probability epsilon; ``uniform`` spends the same number
-  of evaluations but draws the first expert at random instead of asking the orchestrator; ``full``
-  asks every expert (full information, the upper bound).
+- ``PoolGenerator`` draws unseen training questions: spread over subjects in a random order, or, for
+  ``epsilon-greedy-selection``, sampled with weights by how much the experts' predicted outcomes
+  disagree (``disagreement``); ``LLMGenerator`` has an instruct LM write new questions, which
+  ``parse_generation`` validates (malformed ones are rejected with a reason).
+- ``choose_experts``: which experts answer each question. ``epsilon-greedy`` (and its selection variant)
+  sends it to the expert the orchestrator picks for it under the loop's cost budget (the policy's top
+  expert once prices count) and each other expert with probability epsilon; ``uniform`` spends the same
+  number of evaluations but draws the first expert at random instead of asking the orchestrator;
+  ``full-information`` asks every expert (the upper bound).
 - ``ReplayEvaluator``: a pool question's recorded outcome is its evaluation (replay); it refuses any
   question outside the training split. Generated questions are answered by live experts
   (``answer_live``, lm-evaluation-harness).
-- ``SelfPlayLoop``: rounds with a budget of expert evaluations each; after every round the policy
-  is refit and the test questions, where given, are routed under a fixed cost budget (``Orchestrator``).
-  Questions every evaluated expert answers, or none does, are logged and down-weighted.
+- ``SelfPlayLoop``: rounds with a budget of expert evaluations each, stopping once ``max_evaluations``
+  are spent; after every round the policy is refit and the test questions, where given, are routed under a
+  fixed cost budget (``Orchestrator``). Questions every evaluated expert answers, or none does, are logged
+  and may be down-weighted. ``add_expert`` lets a new expert join mid-loop and recomputes the universe
+  (Algorithm 1) from the loop's own evaluations.
 - ``training_loop``: the loop whose gathered outcomes are the orchestrator's self-play training set
   (``policy.train_on: selfplay``), one per benchmark.
 """
@@ -30,29 +33,34 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..config import LiveExpert, ModelSource, SelfPlay, SelfPlayTraining
+from ..config import LiveExpert, ModelSource, PoolUniverse, SelfPlay, SelfPlayTraining
 from ..data.benchmarks import MMLU_LETTERS, question_key
 from ..data.splits import split_index
 from ..experts.live_models import model_source, nf4_model
 from .orchestrator import Orchestrator, routed_accuracy
 from .universe import greedy_universe
 
-STRATEGIES = ("epsilon_greedy", "uniform", "full")
+FULL, UNIFORM, GREEDY, SELECTION = "full-information", "uniform", "epsilon-greedy", "epsilon-greedy-selection"
+STRATEGIES = (FULL, UNIFORM, GREEDY, SELECTION)
 SPLIT, ALL_RIGHT, ALL_WRONG, SINGLE = "split", "all_right", "all_wrong", "single"
 
 
-def outcome_variance(proba: pd.DataFrame) -> pd.Series:
-    """Mean over experts of p(1 - p): high where the policy cannot tell whether experts succeed."""
-    return (proba * (1 - proba)).mean(axis=1)
+def disagreement(proba: pd.DataFrame) -> pd.Series:
+    """Spread (standard deviation over experts) of the predicted outcomes of each question: high where some
+    experts are predicted to succeed and others to fail, the questions that "highlight the distinctions
+    between the experts"."""
+    return proba.std(axis=1, ddof=0)
 
 
 class PoolGenerator:
-    """Unseen questions of a pool, one subject after another so every subject comes up; within a
-    subject the policy's least certain questions first (``prefer_uncertain``), else a seeded order."""
+    """Unseen questions of a pool. By default one subject after another, in a seeded order, so every
+    subject comes up. With ``select`` and a policy: a seeded sample without replacement, each question
+    drawn with weight ``disagreement`` (Efraimidis-Spirakis keys), so questions the experts are predicted
+    to split on come first while every question keeps a chance."""
 
-    def __init__(self, pool: pd.DataFrame, prefer_uncertain: bool = True, seed: int = 0):
+    def __init__(self, pool: pd.DataFrame, select: bool = False, seed: int = 0):
         self.pool = pool.reset_index(drop=True)
-        self.prefer_uncertain = prefer_uncertain
+        self.select = select
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self.seen = np.zeros(len(self.pool), dtype=bool)
@@ -65,8 +73,9 @@ class PoolGenerator:
         """Up to ``n`` unseen questions in the order they should be asked (not yet marked seen)."""
         unseen = self.pool[~self.seen]
         priority = pd.Series(self._rng.random(len(unseen)), index=unseen.index)
-        if self.prefer_uncertain and policy is not None:
-            priority = outcome_variance(policy.predict_proba(unseen)) + 1e-9 * priority
+        if self.select and policy is not None:
+            weight = disagreement(policy.predict_proba(unseen)).to_numpy() + 1e-6
+            return unseen.iloc[np.argsort(-np.log(priority.to_numpy()) / weight, kind="stable")[:n]]
         subject_turn = pd.Series(self._rng.permutation(unseen["subject"].unique()))
         turn = unseen["subject"].map(pd.Series(subject_turn.index, index=subject_turn.to_numpy()))
         rank = priority.groupby(unseen["subject"]).rank(ascending=False, method="first")
@@ -103,8 +112,9 @@ class ReplayEvaluator:
         """The recorded outcomes of the chosen experts, NaN for the others; index (subject, idx)."""
         rows = self._rows(questions)
         asked = np.zeros(rows.shape, dtype=bool)
+        column = {expert: j for j, expert in enumerate(rows.columns)}
         for i, experts in enumerate(chosen):
-            asked[i, rows.columns.get_indexer(experts)] = True
+            asked[i, [column[e] for e in experts]] = True
         self.evaluated += list(rows.index)
         return rows.where(asked)
 
@@ -119,10 +129,10 @@ def choose_experts(
         raise ValueError(f"unknown strategy '{strategy}': use one of {STRATEGIES}")
     experts = np.asarray(available.columns)
     mask = available.to_numpy()
-    if strategy == "full":
+    if strategy == FULL:
         return [list(experts[m]) for m in mask]
     first = np.argmax(np.where(mask, rng.random(mask.shape), -1), axis=1)
-    if strategy == "epsilon_greedy" and top is not None:
+    if strategy in (GREEDY, SELECTION) and top is not None:
         picked = available.columns.get_indexer(top.to_numpy())
         usable = mask[np.arange(len(mask)), picked]
         first[usable] = picked[usable]
@@ -143,11 +153,12 @@ def signal(outcomes: pd.DataFrame) -> pd.Series:
 class SelfPlayLoop:
     """Rounds of generate, orchestrate, evaluate, retrain on a pool of training questions.
 
-    Round r may spend ``first_round_evaluations * growth**r`` expert evaluations. After each round the
-    policy (``make_policy(seed)``) is refit on everything gathered, questions of little signal weighted
-    by ``low_signal_weight``, and the test questions are routed under ``budget`` (mean cost per query)
-    with the paper's sequential rule; their recorded outcomes give the test accuracy (NaN with no
-    ``test_questions``: the loop only gathers).
+    Round r may spend ``first_round_evaluations * growth**r`` expert evaluations, and the loop stops once
+    ``max_evaluations`` are spent (None: when the pool is used up); the last round spends what is left.
+    After each round the policy (``make_policy(seed)``) is refit on everything gathered, questions of little
+    signal weighted by ``low_signal_weight`` (1: every question alike, for policies that take no weights),
+    and the test questions are routed under ``budget`` (mean cost per query); their recorded outcomes give
+    the test accuracy (NaN with no ``test_questions``: the loop only gathers).
     """
 
     def __init__(
@@ -166,6 +177,7 @@ class SelfPlayLoop:
         first_round_evaluations: int = 200,
         growth: float = 2.0,
         low_signal_weight: float = 0.25,
+        max_evaluations: int | None = None,
         seed: int = 0,
     ):
         if strategy not in STRATEGIES:
@@ -184,6 +196,7 @@ class SelfPlayLoop:
         self.first_round_evaluations = first_round_evaluations
         self.growth = growth
         self.low_signal_weight = low_signal_weight
+        self.max_evaluations = max_evaluations
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self.policy = None
@@ -209,11 +222,12 @@ class SelfPlayLoop:
         seed: int,
         test_questions: pd.DataFrame | None = None,
         test_outcomes: pd.DataFrame | None = None,
+        max_evaluations: int | None = None,
     ) -> SelfPlayLoop:
         """A loop over ``pool`` with the exploration settings of the profile's ``selfplay`` block."""
         return cls(
             strategy,
-            PoolGenerator(pool, settings.prefer_uncertain, seed),
+            PoolGenerator(pool, strategy == SELECTION, seed),
             evaluator,
             experts,
             make_policy,
@@ -226,12 +240,21 @@ class SelfPlayLoop:
             first_round_evaluations=settings.first_round_evaluations,
             growth=settings.growth,
             low_signal_weight=settings.low_signal_weight,
+            max_evaluations=max_evaluations,
             seed=seed,
         )
 
     def _round_evaluations(self) -> int:
         """How many expert evaluations this round may spend."""
-        return int(round(self.first_round_evaluations * self.growth**self.round))
+        planned = int(round(self.first_round_evaluations * self.growth**self.round))
+        return planned if self.max_evaluations is None else min(planned, self.max_evaluations - self.evaluations)
+
+    @property
+    def done(self) -> bool:
+        """The pool is used up, or what is left of the evaluation budget cannot pay for one question asked of
+        every expert."""
+        spent = self.max_evaluations is not None and self.max_evaluations - self.evaluations < len(self.experts)
+        return spent or not self.generator.remaining
 
     def _orchestrate(self, evaluations: int) -> tuple[pd.DataFrame, list[list[str]]]:
         """The next questions and their experts, as many as the round's ``evaluations`` allow; the
@@ -248,20 +271,29 @@ class SelfPlayLoop:
     def _add(self, questions: pd.DataFrame, outcomes: pd.DataFrame) -> None:
         new = ~outcomes.index.isin(self.gathered.index)
         self.questions = pd.concat([self.questions, questions[new]])
-        self.gathered = outcomes[self.experts].combine_first(self.gathered)[self.experts]
-        self.gathered = self.gathered.reindex(pd.MultiIndex.from_frame(self.questions[["subject", "idx"]]))
+        grown = pd.concat([self.gathered, pd.DataFrame(np.nan, index=outcomes.index[new], columns=self.experts)])
+        values = grown.to_numpy(np.float64, copy=True)
+        rows = grown.index.get_indexer(outcomes.index)
+        incoming = outcomes[self.experts].to_numpy(np.float64)
+        values[rows] = np.where(np.isnan(incoming), values[rows], incoming)
+        self.gathered = pd.DataFrame(values, index=grown.index, columns=self.experts)
 
     def _refit(self) -> None:
+        policy = self.make_policy(self.seed)
+        if self.low_signal_weight == 1:
+            self.policy = policy.fit(self.questions, self.gathered)
+            return
         kinds = signal(self.gathered)
         weight = np.where(kinds.isin([ALL_RIGHT, ALL_WRONG]), self.low_signal_weight, 1.0)
-        self.policy = self.make_policy(self.seed).fit(self.questions, self.gathered, sample_weight=weight)
+        self.policy = policy.fit(self.questions, self.gathered, sample_weight=weight)
 
     def _orchestrator(self) -> Orchestrator:
         return Orchestrator(self.policy, self.costs, mode=self.routing_mode)
 
-    def test_accuracy(self) -> float:
-        """Accuracy on the test questions routed by the current policy under the fixed budget."""
-        routes = self._orchestrator().route(self.test_questions, self.budget)
+    def test_accuracy(self, experts: list[str] | None = None) -> float:
+        """Accuracy on the test questions routed by the current policy under the fixed budget, over
+        ``experts`` (None: every expert of the loop)."""
+        routes = self._orchestrator().route(self.test_questions, self.budget, experts=experts)
         return routed_accuracy(routes, self.test_outcomes.set_axis(self.test_questions.index)[self.policy.experts_])
 
     def run_round(self) -> dict:
@@ -297,36 +329,64 @@ class SelfPlayLoop:
             **{f"share_{k}": float(shares.get(k, 0.0)) for k in (SPLIT, ALL_RIGHT, ALL_WRONG, SINGLE)},
         }
 
-    def run(self, max_rounds: int | None = None) -> pd.DataFrame:
-        """Rounds until the pool is used up (or ``max_rounds``): one learning-curve row per round."""
+    def run(self, max_rounds: int | None = None, progress: bool = True) -> pd.DataFrame:
+        """Rounds until the pool is used up or the evaluations spent (or ``max_rounds``): one row per round,
+        what it had paid for by then (questions, evaluations) and the test accuracy."""
         rows = []
-        with tqdm(desc=f"self-play ({self.strategy})", unit="round", total=max_rounds) as bar:
-            while self.generator.remaining and (max_rounds is None or len(rows) < max_rounds):
+        with tqdm(desc=f"self-play ({self.strategy})", unit="round", total=max_rounds, disable=not progress) as bar:
+            while not self.done and (max_rounds is None or len(rows) < max_rounds):
                 rows.append(self.run_round())
                 bar.update()
         return pd.DataFrame(rows)
 
-    def add_expert(self, expert: str, sample_size: int) -> list[tuple[str, float]]:
-        """The paper's integration of a new expert: evaluate it, and whichever served expert is
-        missing there, on a seeded sample of questions already seen, then recompute the universe
-        (Algorithm 1) on that sample. The policy is refit at once, so it routes to the expert too."""
+    def add_expert(self, expert: str, rule: PoolUniverse, step: int, patience: int, max_new_evaluations: int) -> dict:
+        """The paper's integration of a new expert, on the loop's own evaluations. The expert answers seen
+        questions ``step`` at a time (a seeded order), and on each of them every expert of the loop not
+        yet asked there answers too, so that Algorithm 1 under ``rule`` can be recomputed on the questions
+        every candidate answered. The decision (serve or refuse) stands once ``patience`` recomputations in
+        a row agree, or when ``max_new_evaluations`` of the expert are spent. The policy is then refit with
+        the expert, and the test questions routed over the universe without it and with the decision."""
         if expert in self.experts:
             raise ValueError(f"expert '{expert}' is already in the loop")
-        experts = self.experts + [expert]
-        complete = self.evaluator.available(self.questions, experts).all(axis=1).to_numpy()
-        if not complete.any():
+        candidates = self.experts + [expert]
+        complete = self.evaluator.available(self.questions, candidates).all(axis=1).to_numpy()
+        order = self.questions[complete].sample(frac=1.0, random_state=self.seed)
+        if order.empty:
             raise ValueError(f"no question seen so far has a recorded outcome for every expert and '{expert}'")
-        picked = self.questions[complete].sample(n=min(sample_size, int(complete.sum())), random_state=self.seed)
-        self.experts = experts
-        self.gathered = self.gathered.reindex(columns=experts)
-        missing = self.gathered.loc[pd.MultiIndex.from_frame(picked[["subject", "idx"]])].isna().to_numpy()
-        chosen = [list(np.asarray(experts)[m]) for m in missing]
-        self.evaluations += sum(len(c) for c in chosen)
-        outcomes = self.evaluator.evaluate(picked, chosen)
-        self._add(picked, outcomes)
-        self.integration_sample = outcomes.index
+        self.experts = candidates
+        self.gathered = self.gathered.reindex(columns=candidates)
+        decisions, new_evaluations, other_evaluations = [], 0, 0
+        for start in range(0, min(len(order), max_new_evaluations), step):
+            batch = order.iloc[start : min(start + step, max_new_evaluations)]
+            missing = self.gathered.loc[pd.MultiIndex.from_frame(batch[["subject", "idx"]])].isna().to_numpy()
+            chosen = [list(np.asarray(candidates)[m]) for m in missing]
+            paid = sum(len(c) for c in chosen)
+            new_evaluations += len(batch)
+            other_evaluations += paid - len(batch)
+            self._add(batch, self.evaluator.evaluate(batch, chosen))
+            sample = self.gathered.loc[pd.MultiIndex.from_frame(order.iloc[: start + len(batch)][["subject", "idx"]])]
+            universe = universe_by_rule(sample, rule, self.costs)
+            decisions.append(expert in universe)
+            if len(decisions) >= patience and len(set(decisions[-patience:])) == 1:
+                break
+        self.evaluations += new_evaluations + other_evaluations
+        without = universe_by_rule(sample[candidates[:-1]], rule, self.costs)
         self._refit()
-        return greedy_universe(self.gathered.loc[outcomes.index], k=len(experts))
+        return {
+            "loop_decision": "serve" if decisions[-1] else "refuse",
+            "new_expert_evaluations": new_evaluations,
+            "other_evaluations": other_evaluations,
+            "universe_without": without,
+            "universe_with": universe,
+            "accuracy_before": self.test_accuracy(without),
+            "accuracy_after": self.test_accuracy(universe),
+        }
+
+
+def universe_by_rule(scores: pd.DataFrame, rule: PoolUniverse, costs: pd.Series) -> list[str]:
+    """The experts Algorithm 1 serves on ``scores`` (complete rows) under a pool's universe ``rule``."""
+    budget = {"costs": costs, "budget": rule.budget} if rule.rule == "cost_aware" else {}
+    return [e for e, _ in greedy_universe(scores, k=rule.k or scores.shape[1], **budget)]
 
 
 def training_loop(
@@ -338,41 +398,31 @@ def training_loop(
     make_policy,
     settings: SelfPlay,
     training: SelfPlayTraining,
+    max_evaluations: int | None,
     seed: int,
 ) -> SelfPlayLoop:
     """The epsilon-greedy loop whose gathered outcomes are a benchmark's self-play training set: over
     ``training.questions`` of its training questions (a seeded sample; all when None) and ``experts`` (those
     its policy predicts), the orchestrator's pick routed under ``training.budget``, the other settings the
-    profile's ``selfplay`` block. It routes no test question: Table 1 measures what the data it paid for
-    are worth."""
+    profile's ``selfplay`` block; it stops once ``max_evaluations`` are spent (None: every question asked).
+    It routes no test question: Table 1 measures what the data it paid for are worth."""
     keys = pd.MultiIndex.from_frame(questions[["subject", "idx"]])
     train = questions[keys.isin(split_index(splits, "train"))]
     if training.questions is not None and training.questions < len(train):
         train = train.sample(n=training.questions, random_state=seed).sort_values(["subject", "idx"])
     evaluator = ReplayEvaluator(scores[experts], splits)
     return SelfPlayLoop.from_settings(
-        "epsilon_greedy", train, evaluator, experts, make_policy, costs, training.budget, settings, seed
+        GREEDY,
+        train,
+        evaluator,
+        experts,
+        make_policy,
+        costs,
+        training.budget,
+        settings,
+        seed,
+        max_evaluations=max_evaluations,
     )
-
-
-def goal_check(curve: pd.DataFrame, accuracy_share: float = 0.95, evaluation_share: float = 0.40) -> dict:
-    """The issue's goal: does epsilon-greedy reach ``accuracy_share`` of full information's final
-    accuracy with at most ``evaluation_share`` of full information's evaluations?"""
-    full = curve[curve["strategy"] == "full"].iloc[-1]
-    target = accuracy_share * full["accuracy"]
-    greedy = curve[curve["strategy"] == "epsilon_greedy"]
-    reached = greedy[greedy["accuracy"] >= target]
-    first = reached.iloc[0] if len(reached) else None
-    share = None if first is None else float(first["evaluations"] / full["evaluations"])
-    return {
-        "full_accuracy": float(full["accuracy"]),
-        "full_evaluations": int(full["evaluations"]),
-        "target_accuracy": float(target),
-        "epsilon_greedy_evaluations": None if first is None else int(first["evaluations"]),
-        "epsilon_greedy_accuracy": None if first is None else float(first["accuracy"]),
-        "evaluation_share": share,
-        "goal_met": share is not None and share <= evaluation_share,
-    }
 
 
 # --- questions written by an LLM -------------------------------------------------------------------
