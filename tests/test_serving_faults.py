@@ -27,6 +27,7 @@ from serving_fakes import (
     wait_for,
 )
 
+from leeroo_lib.experts.live_models import SMOLLM2_GGUF, SMOLLM2_PACKAGE, fp32_folder
 from leeroo_lib.experts.server import STOP_TIMEOUT_S, free_port
 from leeroo_lib.serving.app import SHUTDOWN_GRACE_S
 from leeroo_lib.serving.endpoints import Endpoint
@@ -37,10 +38,11 @@ SERVE = """
 import sys
 from pathlib import Path
 from leeroo_lib.config import EndpointsFile, load_profile
-from leeroo_lib.serving.app import serve_orchestrator
+from leeroo_lib.serving.app import exit_at_once, serve_orchestrator
 run = Path(sys.argv[1])
 settings = EndpointsFile.model_validate_json((run / "endpoints.json").read_text())
 serve_orchestrator(load_profile("smoke"), settings, run / "orchestrator", run / "ledger.sqlite3")
+exit_at_once()  # as `leeroo serve` ends
 """
 
 
@@ -100,18 +102,18 @@ def streamed(url: str, body: dict) -> list[str]:
 @pytest.mark.server
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_shutdown_cuts_the_requests_in_flight_stops_every_expert_it_started_and_is_bounded(
+def test_a_shutdown_with_both_experts_busy_cuts_the_requests_in_flight_stops_every_expert_and_is_bounded(
     orchestrator, questions, tmp_path, signum
 ):
     orchestrator.save(tmp_path / "orchestrator")
-    port, subject = free_port(), dear_subject(orchestrator, questions)
+    port, local_port, subject = free_port(), free_port(), dear_subject(orchestrator, questions)
     with fake_expert(words=200, delay_s=0.1) as (slow, endpoint):  # 20 s per answer: in flight at the signal
         (tmp_path / "endpoints.json").write_text(
             json.dumps(
                 {
                     "service": {"pool": "pair", "budget": 0.6, "window": 4, "port": port},
                     "experts": {
-                        CHEAP: {"local": {"expert": "SmolLM2-135M-Instruct (live)"}},
+                        CHEAP: {"local": {"expert": "SmolLM2-135M-Instruct (live)", "port": local_port}},
                         DEAR: {"base_url": endpoint.base_url, "model": endpoint.model},
                     },
                 }
@@ -124,7 +126,15 @@ def test_a_shutdown_cuts_the_requests_in_flight_stops_every_expert_it_started_an
             assert experts, "the service started no expert server"
             plain, plain_out = in_background(lambda: httpx.post(f"{url}/v1/chat/completions", json=chat(url, subject)))
             stream, stream_out = in_background(lambda: streamed(f"{url}/v1", chat(url, subject)))
+            # the local expert busy too: a long answer asked of it directly, which the service cannot cut
+            local = f"http://127.0.0.1:{local_port}/v1/completions"
+            smollm2 = str(fp32_folder(package=SMOLLM2_PACKAGE, file=SMOLLM2_GGUF))
+            busy, busy_out = in_background(
+                lambda: httpx.post(local, json={"model": smollm2, "prompt": "Once", "max_tokens": 2000}, timeout=60)
+            )
             wait_for(lambda: slow.received == 2, 30, "both requests to reach the slow expert")
+            time.sleep(2)  # the local expert generating (2,000 tokens take it far longer)
+            assert busy.is_alive(), busy_out
             signalled = time.monotonic()
             os.kill(service.pid, signum)
             rc = service.wait(timeout=SHUTDOWN_BOUND_S + 10)
@@ -133,6 +143,7 @@ def test_a_shutdown_cuts_the_requests_in_flight_stops_every_expert_it_started_an
         plain.join(10), stream.join(10)
         print(f"{signal.Signals(signum).name}: exited {took:.2f} s after the signal (bound: {SHUTDOWN_BOUND_S} s)")
         assert rc == 0 and took < SHUTDOWN_BOUND_S, log
+        assert "Unclosed client session" not in log and "Unclosed connector" not in log, log
         assert "stopped the service and the expert servers it started" in log
         assert [p.pid for p in experts if psutil.pid_exists(p.pid)] == []  # every expert server is gone
         answer = plain_out["result"]

@@ -256,7 +256,9 @@ def test_a_client_gone_mid_stream_cuts_the_expert_call_and_is_counted_once(orche
 
 
 @pytest.mark.server
-def test_the_api_fuzzed_from_its_openapi_schema_gives_no_5xx_and_keeps_the_ledger_consistent(orchestrator, expert):
+def test_the_api_fuzzed_from_its_openapi_schema_gives_no_5xx_and_keeps_the_ledger_consistent(
+    orchestrator, expert, questions
+):
     fake, endpoint = expert
     with serving(orchestrator, {CHEAP: endpoint, DEAR: endpoint}, keys=[KEY], key_requests_per_minute=10_000) as (
         routing,
@@ -264,22 +266,37 @@ def test_the_api_fuzzed_from_its_openapi_schema_gives_no_5xx_and_keeps_the_ledge
     ):
         root, path = base_url.removesuffix("/v1"), routing.ledger.path
         schema = schemathesis.openapi.from_url(f"{root}/openapi.json")
-        chat = schema["/v1/chat/completions"]["POST"].as_strategy(schemathesis.GenerationMode.POSITIVE)
+        chat = schema["/v1/chat/completions"]["POST"]
+        subjects = st.none() | st.sampled_from(sorted(questions["subject"].unique())) | st.text(max_size=30)
+        stops = st.none() | st.text(max_size=5) | st.lists(st.text(min_size=1, max_size=5), max_size=4)
+        stream_options = st.none() | st.fixed_dictionaries({"include_usage": st.booleans()})
+        optional = {  # None: left out
+            "subject": subjects,
+            "stop": stops,
+            "stream": st.none() | st.booleans(),
+            "stream_options": stream_options,
+            "temperature": st.none() | st.floats(0, 2),
+            "seed": st.none() | st.integers(0, 2**31),
+            "user": st.none() | st.text(max_size=10),
+        }
+        system = st.lists(
+            st.fixed_dictionaries({"role": st.just("system"), "content": st.text(max_size=50)}), max_size=1
+        )
 
         def aimed(drawn):  # a well-formed chat request for this service's model, with a user message to route
-            case, text = drawn
-            case.body["model"] = MODEL
-            for refused in ("budget", "max_tokens", "max_completion_tokens", "n"):  # the other branches try these
-                case.body.pop(refused, None)
-            case.body["messages"].append({"role": "user", "content": text or "?"})
-            return case
+            earlier, text, fields = drawn
+            body = {"model": MODEL, "messages": [*earlier, {"role": "user", "content": text or "?"}]}
+            return chat.Case(body={**body, **{name: value for name, value in fields.items() if value is not None}})
 
-        strategy = st.one_of(  # every route, well-formed or not, and chat requests the service routes
-            schema.as_strategy(schemathesis.GenerationMode.POSITIVE),
-            schema.as_strategy(schemathesis.GenerationMode.NEGATIVE),
-            st.tuples(chat, st.text(max_size=200)).map(aimed),
-        )
-        usage_before, seen = list(fake.usage), {"cases": 0, "answered": 0}
+        aimed_chat = st.tuples(system, st.text(max_size=200), st.fixed_dictionaries(optional)).map(aimed)
+        strategy = st.sampled_from(  # three cases in four are chat requests the service routes
+            [
+                schema.as_strategy(schemathesis.GenerationMode.POSITIVE),  # every route, well-formed or not
+                schema.as_strategy(schemathesis.GenerationMode.NEGATIVE),
+                *[aimed_chat] * 6,
+            ]
+        ).flatmap(lambda drawn: drawn)
+        usage_before, seen = list(fake.usage), {"cases": 0, "answered": 0, "streamed": 0}
 
         @settings(
             max_examples=FUZZ_EXAMPLES,
@@ -295,9 +312,16 @@ def test_the_api_fuzzed_from_its_openapi_schema_gives_no_5xx_and_keeps_the_ledge
             assert ledger_consistent(path)
             reported = [(r["prompt_tokens"], r["completion_tokens"]) for r in ledger_rows(path) if r["reported"]]
             assert sorted(reported) == sorted(fake.usage[len(usage_before) :])
+            answered = response.status_code == 200 and case.path.endswith("chat/completions")
             seen["cases"] += 1
-            seen["answered"] += response.status_code == 200 and case.path.endswith("chat/completions")
+            seen["answered"] += answered
+            seen["streamed"] += answered and bool(case.body.get("stream"))
 
         check()
-        print(f"fuzz: {seen['cases']} cases, {seen['answered']} answered by an expert")
-        assert seen["cases"] >= FUZZ_EXAMPLES // 2 and seen["answered"] >= 10
+        print(f"fuzz: {seen['cases']} cases, {seen['answered']} answered by an expert, {seen['streamed']} streamed")
+        assert seen["cases"] >= FUZZ_EXAMPLES // 2 and seen["answered"] >= FUZZ_EXAMPLES // 2 and seen["streamed"] >= 15
+        rows = ledger_rows(path)  # every answer the fake expert finished is in the ledger, with the tokens it counted
+        assert len(rows) == seen["answered"] and all(r["reported"] for r in rows)
+        assert sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows) == sum(
+            p + c for p, c in fake.usage[len(usage_before) :]
+        )

@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -329,8 +331,18 @@ def serve_orchestrator(
     print("stopped the service and the expert servers it started", flush=True)
 
 
+def exit_at_once() -> None:
+    """End the process once the service and its experts have stopped. The interpreter's own exit then waited
+    8-10 s more when the experts had been mid-answer (in a native thread, no Python frame: LiteLLM's HTTP
+    bridge is the native client here), past the 15 s bound; everything the service holds is closed by now."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def serve(profile: str | None = None, port: int | None = None) -> None:
     """``leeroo serve --profile cpu`` (``make serve``): the profile's saved orchestrator over the experts of
     configs/endpoints/<profile>.yaml, its spend in the profile's ledger."""
     cfg = load_profile(profile)
     serve_orchestrator(cfg, load_endpoints(cfg.name), cfg.require("orchestrator"), cfg.output_path(LEDGER_PATH), port)
+    exit_at_once()
