@@ -1,17 +1,18 @@
-"""Load and fault test of the routing service on localhost: throughput, routing overhead, budget, lost requests.
+"""Load and fault test of the routing service on localhost: admission, latency, routing overhead, budget, ledger.
 
-    python benchmarks/serving.py [--profile cpu] [--clients 4] [--requests 40] [--max-seconds 240]
+    python benchmarks/serving.py [--profile cpu] [--levels 4 16 64 128] [--rounds 2] [--max-seconds 90]
 
 Starts the local experts of configs/endpoints/<profile>.yaml and the service over the saved orchestrator
-(notebooks 01-04 first), warms each expert up, then runs two phases of ``--requests`` test-split
-questions sent by ``--clients`` concurrent clients at the service's default budget (each phase stops
-issuing requests after ``--max-seconds``). The clients run in a process of their own, so they do not
-share the service's interpreter lock. Routing overhead = the latency a client sees minus the expert's
-own time for the call (the ``x-leeroo-expert-ms`` header). In the second phase the requests carry a
-budget at the dearest expert's price and, halfway, the server of the busiest expert that has one of
-its own is killed: its requests must fall back, none may be lost. (At a tight budget a request whose
-expert died may find no other within its window: a 503 by design, never an overspend.) Printed, and written
-to ``results/bench_serving.csv`` (one row per phase).
+(notebooks 01-04 first), warms each expert up and times a lone request (its usual time). Then, per level of
+concurrent clients, a burst: each client sends ``--rounds`` test-split questions one after another (max_tokens
+8), waiting out a 429's Retry-After before its next; no request is sent after ``--max-seconds``, and a client
+gives up on one after ``CLIENT_TIMEOUT_S`` (timed out). After each burst: the seconds until both experts'
+CPU is idle, then until a lone request is answered in its usual time (recovery). The clients run in a
+process of their own, so they do not share the service's interpreter lock. Routing overhead = the latency a
+client sees minus the expert's own time for the call (``x-leeroo-expert-ms``). The ledger's spend over a
+level is set against the answers' own usage x their experts' prices. Last, a fault phase: 16 clients at
+the dearest expert's price, and halfway the server of the busiest expert is killed: its requests must fall
+back or be shed, none lost. Printed, and written to ``results/bench_serving.csv`` (one row per phase).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+import psutil
 
 from leeroo_lib.config import load_endpoints, load_profile
 from leeroo_lib.data.benchmarks import load_mmlu, question_texts
@@ -37,35 +39,39 @@ from leeroo_lib.serving.keys import NO_KEY
 from leeroo_lib.serving.service import RoutingService
 
 OVERHEAD_TARGET_MS = 50
+MAX_TOKENS = 8
+CLIENT_TIMEOUT_S = 60
+IDLE_CPU_PERCENT = 10  # an expert server below this share of one core is idle
+USUAL_FACTOR = 2  # an answer within this many times the lone request's latency is in its usual time
+SETTLE_LIMIT_S = 60
 
 
-async def _drive(
-    base_url: str, model: str, texts: list[str], clients: int, max_seconds: float, budget: float | None
-) -> list[dict]:
+async def _drive(base_url: str, model: str, texts: list[str], clients: int, rounds: int, max_seconds: float, budget):
     deadline = time.monotonic() + max_seconds
     queue, records = list(texts), []
-    async with httpx.AsyncClient(timeout=600) as http:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT_S, limits=httpx.Limits(max_connections=None)) as http:
 
         async def client():
-            while queue and time.monotonic() < deadline:
-                text = queue.pop(0)
-                start, started = time.perf_counter(), time.monotonic()
+            for _ in range(rounds):
+                if not queue or time.monotonic() > deadline:
+                    return
+                text, start, started = queue.pop(0), time.perf_counter(), time.monotonic()
+                body = {"model": model, "max_tokens": MAX_TOKENS, "messages": [{"role": "user", "content": text}]}
                 try:
                     reply = await http.post(
-                        f"{base_url}/chat/completions",
-                        json={
-                            "model": model,
-                            "max_tokens": 1,
-                            "messages": [{"role": "user", "content": text}],
-                            **({"budget": budget} if budget is not None else {}),
-                        },
+                        f"{base_url}/chat/completions", json={**body, **({"budget": budget} if budget else {})}
                     )
                     record = {
                         "status": reply.status_code,
+                        "total_tokens": (reply.json().get("usage") or {}).get("total_tokens")
+                        if reply.is_success
+                        else None,
                         **{k[len("x-leeroo-") :]: v for k, v in reply.headers.items() if k.startswith("x-leeroo-")},
                     }
+                except httpx.TimeoutException:
+                    record, reply = {"status": "timeout"}, None
                 except httpx.HTTPError as error:
-                    record = {"status": None, "error": f"{type(error).__name__}: {error}"}
+                    record, reply = {"status": None, "error": f"{type(error).__name__}: {error}"}, None
                 records.append(
                     {
                         **record,
@@ -74,94 +80,141 @@ async def _drive(
                         "done": time.monotonic(),
                     }
                 )
+                if reply is not None and reply.status_code == 429:
+                    await asyncio.sleep(float(reply.headers.get("retry-after", 1)))
 
         await asyncio.gather(*(client() for _ in range(clients)))
     return records
 
 
-def drive(
-    base_url: str, model: str, texts: list[str], clients: int, max_seconds: float, budget: float | None = None
-) -> list[dict]:
-    """``clients`` concurrent clients send ``texts`` (with ``budget``, else the service's) until none is
-    left or time is up; run in a child process."""
-    return asyncio.run(_drive(base_url, model, texts, clients, max_seconds, budget))
+def drive(base_url, model, texts, clients, rounds, max_seconds, budget=None) -> list[dict]:
+    """``clients`` concurrent clients send ``rounds`` of ``texts`` each (with ``budget``, else the service's)
+    until none is left or time is up; run in a child process."""
+    return asyncio.run(_drive(base_url, model, texts, clients, rounds, max_seconds, budget))
 
 
-def summary(records: list[dict]) -> dict:
+def lone_request(base_url: str, model: str, text: str) -> float:
+    """The seconds one request takes, alone."""
+    start = time.perf_counter()
+    body = {"model": model, "max_tokens": MAX_TOKENS, "messages": [{"role": "user", "content": text}]}
+    httpx.post(f"{base_url}/chat/completions", json=body, timeout=CLIENT_TIMEOUT_S).raise_for_status()
+    return time.perf_counter() - start
+
+
+def experts_busy(servers) -> bool:
+    """Whether any expert server (with its children) uses more than ``IDLE_CPU_PERCENT`` of a core now."""
+    for server in servers:
+        if server.pid is None:
+            continue
+        tree = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+        for process in tree:
+            process.cpu_percent(None)
+        time.sleep(0.25)
+        if sum(p.cpu_percent(None) for p in tree if p.is_running()) > IDLE_CPU_PERCENT:
+            return True
+    return False
+
+
+def settle(base_url: str, model: str, text: str, servers, usual_s: float, ended: float) -> tuple[float, float]:
+    """After a burst that ended at ``ended`` (time.monotonic): the seconds until the experts are idle, and
+    until a lone request is answered within ``USUAL_FACTOR`` x ``usual_s``."""
+    while experts_busy(servers) and time.monotonic() - ended < SETTLE_LIMIT_S:
+        pass
+    idle = time.monotonic() - ended
+    while time.monotonic() - ended < 2 * SETTLE_LIMIT_S:
+        try:
+            if lone_request(base_url, model, text) <= USUAL_FACTOR * usual_s:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    return idle, time.monotonic() - ended
+
+
+def summary(records: list[dict], ledger_usd: float) -> dict:
     frame = pd.DataFrame(records)
     ok = frame[frame["status"] == 200].copy()
+    shed = frame[frame["status"] == 429]
+    timed_out = int((frame["status"] == "timeout").sum())
     ok["overhead_ms"] = ok["latency_ms"] - ok["expert-ms"].astype(float)
     price = ok["price-per-1m-usd"].astype(float)
     seconds = frame["done"].max() - frame["start"].min()
     return {
         "sent": len(frame),
         "answered": len(ok),
-        "lost": len(frame) - len(ok),
-        "throughput_per_s": len(ok) / seconds,
+        "shed": len(shed),
+        "timed_out": timed_out,
+        "lost": len(frame) - len(ok) - len(shed) - timed_out,
+        "shed_p99_ms": shed["latency_ms"].quantile(0.99) if len(shed) else None,
+        "latency_p50_ms": ok["latency_ms"].median(),
+        "latency_p99_ms": ok["latency_ms"].quantile(0.99),
         "overhead_p50_ms": ok["overhead_ms"].median(),
         "overhead_p99_ms": ok["overhead_ms"].quantile(0.99),
         "policy_p50_ms": ok["routing-ms"].astype(float).median(),
-        "expert_p50_ms": ok["expert-ms"].astype(float).median(),
+        "throughput_per_s": len(ok) / seconds,
         "mean_price": price.mean(),
         "largest_window_mean": ok["window-mean-price"].astype(float).max(),
+        "ledger_usd": ledger_usd,
+        "answers_usd": float((ok["total_tokens"].astype(float) * price).sum() / 1e6),
+        "passed_over_full": int((ok["full"] != "").sum()),
         "fell_back": int((ok["fallbacks"].astype(int) > 0).sum()),
         "by_expert": ok["expert"].value_counts().to_dict(),
     }
 
 
-def report(name: str, s: dict, budget: float) -> None:
-    print(f"{name}: {s['answered']}/{s['sent']} answered, {s['lost']} lost, {s['throughput_per_s']:.2f} requests/s")
+def report(name: str, s: dict) -> None:
     print(
-        f"  routing overhead p50 {s['overhead_p50_ms']:.1f} ms, p99 {s['overhead_p99_ms']:.1f} ms "
-        f"(target p50 < {OVERHEAD_TARGET_MS} ms: {'met' if s['overhead_p50_ms'] < OVERHEAD_TARGET_MS else 'NOT met'}); "
-        f"policy p50 {s['policy_p50_ms']:.1f} ms; expert's own p50 {s['expert_p50_ms']:.0f} ms"
+        f"{name}: {s['sent']} sent, {s['answered']} answered, {s['shed']} shed "
+        f"(429, p99 {s['shed_p99_ms'] or 0:.0f} ms), "
+        f"{s['timed_out']} timed out, {s['lost']} lost; {s['throughput_per_s']:.2f} answers/s; latency p50 "
+        f"{s['latency_p50_ms']:.0f} ms, p99 {s['latency_p99_ms']:.0f} ms; "
+        f"routing overhead p50 {s['overhead_p50_ms']:.1f} ms, "
+        f"p99 {s['overhead_p99_ms']:.1f} ms (policy p50 {s['policy_p50_ms']:.1f} ms); mean price {s['mean_price']:.4f} "
+        f"against {s['budget']:g}; ledger {s['ledger_usd']:.3g} USD against the answers' {s['answers_usd']:.3g}; "
+        f"experts idle after {s.get('experts_idle_s') or 0:.1f} s, usual answer after {s.get('recovery_s') or 0:.1f} s",
+        flush=True,
     )
-    print(
-        f"  mean price {s['mean_price']:.4f} against budget {budget:g} USD per 1M tokens; largest window mean "
-        f"{s['largest_window_mean']:.4f}; fell back {s['fell_back']}; by expert {s['by_expert']}"
-    )
-
-
-def write_phases(cfg, phases: list[dict]) -> None:
-    path = cfg.output_path("results", "bench_serving.csv")
-    pd.DataFrame(phases).assign(by_expert=lambda t: t["by_expert"].map(str)).to_csv(path, index=False)
-    print(f"written to {path}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--requests", type=int, default=40, help="requests per phase")
-    parser.add_argument("--max-seconds", type=float, default=240, help="per phase: no new request after this")
+    parser.add_argument("--levels", type=int, nargs="+", default=[4, 16, 64, 128], help="concurrent clients")
+    parser.add_argument("--rounds", type=int, default=2, help="requests per client and level")
+    parser.add_argument("--max-seconds", type=float, default=90, help="per level: no new request after this")
     args = parser.parse_args()
 
     single_torch_thread()  # as `make serve` runs the service
     cfg = load_profile(args.profile)
     settings = load_endpoints(cfg.name)
+    per_level = max(args.levels) * args.rounds
     # All clients here share one key: the rate limit per key is lifted, and the spend goes to a ledger of its
     # own (not the profile's, whose daily caps `make serve` spends against).
-    service_settings = settings.service.model_copy(update={"key_requests_per_minute": 2 * args.requests})
+    service_settings = settings.service.model_copy(update={"key_requests_per_minute": 100 * per_level})
     orchestrator = Orchestrator.load(cfg.require("orchestrator"))
     experts = orchestrator.pools[service_settings.pool]
-    questions = test_questions(load_mmlu(), pd.read_csv(cfg.require("splits")), 2 * args.requests, cfg.seed)
-    texts = question_texts(questions)
+    texts = question_texts(test_questions(load_mmlu(), pd.read_csv(cfg.require("splits")), per_level, cfg.seed))
     with (
         local_experts(cfg, entries_for(settings, experts), free_ports=True) as endpoints,
         tempfile.TemporaryDirectory() as ledger_dir,
     ):
         service = RoutingService(orchestrator, endpoints, service_settings, Path(ledger_dir) / "ledger.sqlite3")
 
+        def spent() -> float:
+            return service.report(NO_KEY)["spend_usd"]
+
         def answered() -> Counter:
             return Counter(service.report(NO_KEY)["by_expert"])
 
-        servers = {ep.base_url: ep.server for ep in endpoints.values()}
+        servers = [ep.server for ep in {ep.base_url: ep for ep in endpoints.values()}.values() if ep.server]
         print(
             f"profile {cfg.name}: '{service.model_id}' over {experts} (prices {service.costs.to_dict()}), "
             f"budget {service.budget:g} over windows of {service.rolling.window}, "
-            f"{type(orchestrator.policy_for(experts)).__name__}; "
-            f"{args.clients} clients, {args.requests} requests per phase, {len(servers)} expert server(s)"
+            f"{type(orchestrator.policy_for(experts)).__name__}; slots per expert "
+            f"{ {e: ep.max_parallel_requests for e, ep in endpoints.items()} }, "
+            f"slot_wait_s {service_settings.slot_wait_s}",
+            flush=True,
         )
+        phases = []
         with running(create_app(service)) as base_url, multiprocessing.get_context("spawn").Pool(1) as clients:
             for endpoint in {ep.base_url: ep for ep in endpoints.values()}.values():  # an expert's first call is slow
                 httpx.post(
@@ -169,41 +222,47 @@ def main() -> None:
                     timeout=600,
                     json={"model": endpoint.model, "max_tokens": 1, "prompt": "Hi"},
                 ).raise_for_status()
-            load = clients.apply(
-                drive, (base_url, service.model_id, texts[: args.requests], args.clients, args.max_seconds)
-            )
-            phases = [{"phase": "load", "budget": service.budget, **summary(load)}]
-            report("load", phases[0], service.budget)
-
-            own = [
-                e
-                for e in experts
-                if endpoints[e].server is not None
-                and sum(ep.base_url == endpoints[e].base_url for ep in endpoints.values()) == 1
-            ]
-            if not own:
-                print("fault: skipped, no expert has a local server of its own to kill")
+            usual_s = sorted(lone_request(base_url, service.model_id, texts[i]) for i in range(3))[1]
+            print(f"a lone request: {usual_s:.2f} s (its usual time)", flush=True)
+            for level in args.levels:
+                before = spent()
+                load = clients.apply(drive, (base_url, service.model_id, texts, level, args.rounds, args.max_seconds))
+                ended = time.monotonic()
+                idle_s, recovery_s = settle(base_url, service.model_id, texts[0], servers, usual_s, ended)
+                row = {"phase": "load", "clients": level, "budget": service.budget, "usual_s": usual_s}
+                row |= summary(load, spent() - before) | {"experts_idle_s": idle_s, "recovery_s": recovery_s}
+                phases.append(row)
+                report(f"load, {level} clients", row)
                 write_phases(cfg, phases)
+
+            own = [e for e in experts if endpoints[e].server is not None]
+            if len({endpoints[e].base_url for e in own}) < 2:
+                print("fault: skipped, fewer than two experts have a local server of their own")
                 return
-            ample = float(service.costs.max())
-            before = answered()
+            ample, level, before, spend = float(service.costs.max()), 16, answered(), spent()
             pending = clients.apply_async(
-                drive, (base_url, service.model_id, texts[args.requests :], args.clients, args.max_seconds, ample)
+                drive, (base_url, service.model_id, texts, level, args.rounds, args.max_seconds, ample)
             )
             deadline = time.monotonic() + args.max_seconds
-            while sum((answered() - before).values()) < args.requests // 2 and time.monotonic() < deadline:
+            while sum((answered() - before).values()) < level // 2 and time.monotonic() < deadline:
                 time.sleep(0.1)
             served = answered() - before
             victim = max(own, key=lambda e: served[e])
             endpoints[victim].server.stop()
-            fault = summary(pending.get())
+            fault = {"phase": f"fault: {victim} killed", "clients": level, "budget": ample, "usual_s": usual_s}
+            fault |= summary(pending.get(), spent() - spend)
             print(
-                f"fault (budget {ample:g}: every expert left is affordable): killed the server of {victim}, the "
-                f"busiest so far, after {sum(served.values())} answers"
+                f"fault (budget {ample:g}): killed the server of {victim}, the busiest, "
+                f"after {sum(served.values())} answers"
             )
-            report("fault", fault, ample)
-            print(f"  after the kill: {fault['fell_back']} requests fell back, {fault['lost']} lost")
-            write_phases(cfg, [*phases, {"phase": f"fault: {victim} killed", "budget": ample, **fault}])
+            report("fault", fault)
+            write_phases(cfg, [*phases, fault])
+
+
+def write_phases(cfg, phases: list[dict]) -> None:
+    path = cfg.output_path("results", "bench_serving.csv")
+    pd.DataFrame(phases).assign(by_expert=lambda t: t["by_expert"].map(str)).to_csv(path, index=False)
+    print(f"written to {path}", flush=True)
 
 
 if __name__ == "__main__":
