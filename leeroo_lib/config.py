@@ -87,11 +87,20 @@ class Strategies(_Block):
     price_shares: Annotated[list[Share], Field(min_length=1)] = [0.25]
 
 
+class Redraw(_Block):
+    """The claims' re-drawn test splits (notebook 08): their seeds, and how many training questions the refitted
+    policy reads (None: as the saved orchestrator's policy reads them)."""
+
+    seeds: list[int] = [1, 2, 3, 4, 5]
+    train_questions: Count | None = None
+
+
 class Evaluation(_Block):
     max_test_questions: Count | None
     highlight: dict[str, Price]
     goals: list[Goal]
     strategies: list[Strategies]
+    redraw: Redraw = Redraw()
 
 
 class Candidates(_Block):

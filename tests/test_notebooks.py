@@ -138,7 +138,7 @@ def test_08_decides_each_claim(run):
     on_par = claims.loc[("C1", "mmlu")]  # the smoke profile's goal: open at 0.4 against Mixtral
     assert on_par["measured"] == pytest.approx(EXPECTED["C1: open @0.4 minus Mixtral"], abs=0.05)
     assert on_par["verdict"] == EXPECTED["C1 verdict"]
-    assert on_par["redrawn_splits"].endswith("of 5")
+    assert on_par["redrawn_splits"].endswith("of 2")  # evaluation.redraw: two seeds on smoke
     assert "no per-question record of gpt-3.5" in claims.loc[("C4", "mmlu"), "reason"]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from ..config import Profile
 from ..data.splits import make_splits, split_index
@@ -211,16 +212,17 @@ def redrawn_goals(
     scores: pd.DataFrame,
     catalog: list[Expert],
     profile: Profile,
-    seeds,
     embedder,
 ) -> pd.DataFrame:
-    """The goal claims again on each re-drawn split (``redrawn_split`` with each of ``seeds``): each pool's universe
-    chosen anew on its training split, the orchestrator's policy refitted on every recorded outcome of it, and
-    the claim's comparison on its test split; one row per claim and seed with the measured points, the
-    interval and the verdict. ``results/claims_redrawn.csv``."""
+    """The goal claims again on each re-drawn split (``redrawn_split`` with each seed of the profile's
+    ``evaluation.redraw``): each pool's universe chosen anew on its training split, the orchestrator's policy
+    refitted on the recorded outcomes of it (as many questions as ``redraw.train_questions`` says), and the
+    claim's comparison on its test split; one row per claim and seed with the measured points, the interval and
+    the verdict. ``results/claims_redrawn.csv``."""
     goals = claims[(claims["decided_by"] == "goal") & claims["pool"].isin(list(profile.pools))]
     costs, rows = expert_costs(catalog), []
-    for seed in seeds:
+    redraw = profile.evaluation.redraw
+    for seed in tqdm(redraw.seeds, desc="re-drawn splits"):
         splits = redrawn_split(scores, questions, profile, seed)
         served = served_experts(
             pd.concat([choose_universe(scores, splits, profile.pools[p], catalog) for p in goals["pool"].unique()])
@@ -232,7 +234,8 @@ def redrawn_goals(
             data = scores.loc[scores.index.isin(train) & scores.index.isin(_keys(on)), experts].dropna(how="all")
             name = profile.policy.orchestrator[benchmark]
             policy = build(name, profile.policy, device=profile.device, seed=profile.seed, embedder=embedder)
-            rows_read = training_questions(on, data, splits, profile.policy.rows_cap(name, benchmark), profile.seed)
+            cap = redraw.train_questions or profile.policy.rows_cap(name, benchmark)
+            rows_read = training_questions(on, data, splits, cap, profile.seed)
             policy.fit(rows_read, data)
             test = test_questions(on, splits)
             references = [r for r in of["reference"].unique() if r not in experts]
