@@ -24,7 +24,7 @@ NAMED = re.compile(
             r"[A-Za-z]+[-_]?v?\d[\w.]*",  # names with digits: Llama-2-70B, MiniLM-L6, gpt-4o, torch==2.13.0
             r"\b[0-9a-f]*[a-f][0-9a-f]*\b",  # commits
             r"\b95% ",  # the intervals' level
-            r"\b(?:200|400|401|404|413|429|503) ",  # HTTP status codes
+            r"\b(?:200|400|401|404|413|429|499|503)\b",  # HTTP status codes
             r"\b0[1-8]\b|\b\d\d_\w+|\d+\.\.\d+",  # notebooks
             r"\d+(?:\.\d+){2,}|127\.0\.0\.1|:\d{4}\b|arXiv \S+|\b20[12]\d\b",  # versions, addresses, ports, years
         ]
