@@ -68,18 +68,23 @@ def test_every_number_on_the_page_is_the_files(page):
 def test_a_changed_number_fails_in_a_table_and_in_prose(tmp_path):
     readme = (ROOT / "README.md").read_text()
     cfg = load_profile("cpu")
+    results, data = tmp_path / "results", tmp_path / "data"
+    results.mkdir()
+    data.mkdir()
     for path in (ROOT / "results").glob("*.csv"):
-        (tmp_path / path.name).write_text(path.read_text())
+        (results / path.name).write_text(path.read_text())
+    (data / "claims.csv").write_text((ROOT / "data" / "claims.csv").read_text())
+    assert fill(readme, results, cfg) == readme
     claims = pd.read_csv(ROOT / "results" / "claims.csv")
-    claims.loc[0, "measured"] += 0.1
-    claims.to_csv(tmp_path / "claims.csv", index=False)
-    assert fill(readme, tmp_path, cfg) != readme
-    bench = pd.read_csv(ROOT / "results" / "bench_reproduce.csv")
-    bench["wall_min"] += 1
-    bench.to_csv(tmp_path / "bench_reproduce.csv", index=False)
-    (tmp_path / "claims.csv").write_text((ROOT / "results" / "claims.csv").read_text())
-    assert fill(readme, tmp_path, cfg) != readme  # a prose value
-    assert fill(readme.replace("min", "minutes", 1), ROOT / "results", cfg) != readme  # an edit of the page itself
+    claims.loc[claims["measured"].notna().idxmax(), "measured"] += 0.1
+    claims.to_csv(results / "claims.csv", index=False)
+    assert fill(readme, results, cfg) != readme  # a table
+    (results / "claims.csv").write_text((ROOT / "results" / "claims.csv").read_text())
+    ledger = pd.read_csv(ROOT / "data" / "claims.csv")
+    ledger.loc[(ledger["id"] == "C5") & (ledger["benchmark"] == "mmlu"), "margin"] = 1.6
+    ledger.to_csv(data / "claims.csv", index=False)
+    assert fill(readme, results, cfg) != readme  # a prose value
+    assert fill(readme.replace("1.52", "1.6", 1), ROOT / "results", cfg) != readme.replace("1.52", "1.6", 1)
 
 
 def test_prose_numbers_are_caught():

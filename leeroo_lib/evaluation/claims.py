@@ -210,11 +210,9 @@ def _selfplay_gain(claim, results: Path, profile: Profile) -> Measurement:
     """The paper's epsilon-greedy loop (``results/selfplay_curve.csv``, notebook 03): test accuracy of the
     orchestrator's policy after the last round minus after the first, per seed; a t interval over the seeds."""
     curve = _read(results, "selfplay_curve.csv", "03_selfplay")
-    rows = (
-        curve[(curve["pool"] == claim.pool) & (curve["strategy"] == "epsilon-greedy")]
-        if "strategy" in curve
-        else curve[:0]
-    )
+    if not {"pool", "strategy", "seed", "round"} <= set(curve.columns):
+        raise NotTestable("results/selfplay_curve.csv predates the budgeted loop: run notebooks/03_selfplay.ipynb")
+    rows = curve[(curve["pool"] == claim.pool) & (curve["strategy"] == "epsilon-greedy")]
     if rows.empty:
         raise NotTestable(f"results/selfplay_curve.csv has no epsilon-greedy curve of pool {claim.pool}")
     ends = (
