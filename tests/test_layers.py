@@ -7,7 +7,7 @@ import leeroo_lib
 
 LIB = Path(leeroo_lib.__file__).parent
 # lowest first; config and validation are read by every layer
-LAYERS = ["config", "validation", "data", "experts", "routing", "evaluation", "serving", "cli", "runs"]  # runs: how make reproduce runs the notebooks
+LAYERS = ["config", "validation", "data", "experts", "routing", "evaluation", "serving", "cli", "runs"]
 
 
 def _layer(module: str) -> int:
