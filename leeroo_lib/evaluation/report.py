@@ -217,6 +217,8 @@ def _measured(row) -> str:
     if row["unit"] == "share of decisions":
         return f"{row['measured']:.0%} agree"
     digits = 3 if row["unit"].startswith("USD") else 1
+    if row["unit"] == "GB to spare":  # claim_evidence.memory_4bit: computed from parameter counts, not run
+        return f"{row['measured']:+.{digits}f} (estimate)"
     if row["ci_low"] == row["ci_high"]:
         return f"{row['measured']:+.{digits}f} (exact)"
     return f"{row['measured']:+.{digits}f} [{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}]"
