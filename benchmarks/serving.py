@@ -227,10 +227,10 @@ def main() -> None:
             for level in args.levels:
                 before = spent()
                 load = clients.apply(drive, (base_url, service.model_id, texts, level, args.rounds, args.max_seconds))
-                ended = time.monotonic()
+                ended, level_spend = time.monotonic(), spent() - before  # before the recovery probes add theirs
                 idle_s, recovery_s = settle(base_url, service.model_id, texts[0], servers, usual_s, ended)
                 row = {"phase": "load", "clients": level, "budget": service.budget, "usual_s": usual_s}
-                row |= summary(load, spent() - before) | {"experts_idle_s": idle_s, "recovery_s": recovery_s}
+                row |= summary(load, level_spend) | {"experts_idle_s": idle_s, "recovery_s": recovery_s}
                 phases.append(row)
                 report(f"load, {level} clients", row)
                 write_phases(cfg, phases)
