@@ -1,7 +1,7 @@
 """How `make reproduce` runs the notebooks and what it keeps of the runs: each notebook through papermill with its
 wall time and peak memory recorded (``run``), the timings of a whole run as ``results/bench_reproduce.csv``
-(``report``), and the executed notebooks of a run as pages a code host renders (``publish``, into
-``docs/notebooks/``)::
+(``report``), and the executed notebooks of a run as HTML pages to read without running (``publish``, into
+``docs/notebooks/``; the notebooks themselves are committed with outputs cleared)::
 
     python -m leeroo_lib.runs run notebooks/04_policy.ipynb runs/cpu/notebooks/04_policy.ipynb cpu
     python -m leeroo_lib.runs report runs/cpu/notebooks results/bench_reproduce.csv
@@ -88,9 +88,12 @@ def _trimmed(output: dict) -> dict:
 
 
 def publish(run_dir: Path, docs_dir: Path) -> list[Path]:
-    """Each executed notebook of ``run_dir`` as a page a code host renders, under ``docs_dir``: widget state and
-    live widgets left out, long printouts cut to their last lines."""
+    """Each executed notebook of ``run_dir`` as an HTML page (nbconvert) under ``docs_dir``: widget state and live
+    widgets left out, long printouts cut to their last lines."""
+    from nbconvert import HTMLExporter
+
     docs_dir.mkdir(parents=True, exist_ok=True)
+    exporter = HTMLExporter()
     written = []
     for path in sorted(run_dir.glob("*.ipynb")):
         notebook = nbformat.read(path, as_version=4)
@@ -99,8 +102,9 @@ def publish(run_dir: Path, docs_dir: Path) -> list[Path]:
             if cell.cell_type == "code":
                 trimmed = [_trimmed(o) for o in cell.outputs]
                 cell.outputs = [o for o in trimmed if "data" not in o or o["data"]]
-        nbformat.write(notebook, docs_dir / path.name)
-        written.append(docs_dir / path.name)
+        page = docs_dir / path.with_suffix(".html").name
+        page.write_text(exporter.from_notebook_node(notebook)[0], encoding="utf-8")
+        written.append(page)
     return written
 
 
