@@ -45,8 +45,9 @@ def test_nf4_expert_scores_on_cpu_beside_its_fp32_self(questions, recorded, tmp_
     assert nf4["same_letter_share"] >= 0.75 and nf4["loglik_corr"] >= 0.7
     assert nf4["memory_mb"] < 0.5 * fp32["memory_mb"]  # 4-bit linear layers: the point of it
     assert (table["seconds"] > 0).all()
-    expert = cfg.scoring.live_experts[0].name
+    expert = cfg.scoring.live_experts[0]
     assert all(len(scoring.read_scores(precision_path(cfg, expert, p))) == 4 for p in ("fp32", "nf4"))  # stored
+    assert precision_path(cfg, expert, "fp32") == scoring.scores_path(cfg, expert.name)  # the live rows, scored once
 
 
 def test_nf4_loads_4bit_linear_layers_on_cpu_that_reading_the_state_dict_leaves_intact(live_expert):

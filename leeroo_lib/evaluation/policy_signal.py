@@ -20,16 +20,18 @@ SIGNAL_COLUMNS = ["policy", "expert", "n", "auc", "auc_within_subject", "brier",
 
 def within_group_auc(score: np.ndarray, outcome: np.ndarray, groups: np.ndarray) -> float:
     """AUC over (positive, negative) pairs of the same group: per-group AUCs weighted by their number
-    of such pairs; groups with one class only have none. NaN when no group has both classes."""
-    total, pairs = 0.0, 0
-    for group in np.unique(groups):
-        member = groups == group
-        positives = int(outcome[member].sum())
-        negatives = int(member.sum()) - positives
-        if positives and negatives:
-            total += roc_auc_score(outcome[member], score[member]) * positives * negatives
-            pairs += positives * negatives
-    return total / pairs if pairs else float("nan")
+    of such pairs; groups with one class only have none. NaN when no group has both classes.
+
+    Each group's AUC is its Mann-Whitney statistic (ties count one half, as ``roc_auc_score``), from ranks
+    taken within the groups in one pass rather than one ``roc_auc_score`` call per group."""
+    frame = pd.DataFrame({"group": groups, "positive": np.asarray(outcome, dtype=float)})
+    frame["rank"] = pd.Series(score).groupby(np.asarray(groups)).rank(method="average").to_numpy()
+    by_group = frame.assign(positive_rank=frame["rank"] * frame["positive"]).groupby("group")
+    positives, size, rank_sum = by_group["positive"].sum(), by_group.size(), by_group["positive_rank"].sum()
+    pairs = positives * (size - positives)
+    if not pairs.sum():
+        return float("nan")
+    return float((rank_sum - positives * (positives + 1) / 2).sum() / pairs.sum())
 
 
 def expected_calibration_error(score: np.ndarray, outcome: np.ndarray, n_bins: int = 10) -> float:

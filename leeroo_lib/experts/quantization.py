@@ -13,16 +13,18 @@ import numpy as np
 import pandas as pd
 
 from ..data.benchmarks import MMLU_LETTERS
-from .scoring import live_sample, load_expert_model, safe_name, score_job, select_questions
+from .scoring import live_sample, load_expert_model, safe_name, score_job, scores_path, select_questions
 
 PRECISIONS = {"fp32": False, "nf4": True}  # name -> load_in_4bit
 REFERENCE = "fp32"
 LOGLIKS = [f"loglik_{c}" for c in MMLU_LETTERS]
 
 
-def precision_path(cfg, name: str, precision: str):
-    """The score file of one expert at one precision."""
-    return cfg.output_path("data", "scores", "quantization", f"{safe_name(name)}.{precision}.parquet")
+def precision_path(cfg, entry, precision: str):
+    """The score file of one live expert at one precision: its live score file at the precision it is scored at."""
+    if entry.load_in_4bit == PRECISIONS[precision]:
+        return scores_path(cfg, entry.name)
+    return cfg.output_path("data", "scores", "quantization", f"{safe_name(entry.name)}.{precision}.parquet")
 
 
 def quantization_sample(cfg, questions: pd.DataFrame, among: pd.Index | None = None) -> pd.DataFrame:
@@ -55,7 +57,10 @@ def compare(rows: dict[str, pd.DataFrame], reference: pd.DataFrame) -> list[dict
 def quantization_table(cfg, questions: pd.DataFrame, among: pd.Index | None = None) -> pd.DataFrame:
     """One row per in-process live expert and precision of ``scoring.quantization.precisions``:
     expert, precision, n_questions, accuracy, same_letter_share and loglik_corr (against fp32 on the
-    same questions), memory_mb (the loaded model's footprint) and seconds (scoring time, no loading)."""
+    same questions), memory_mb (the loaded model's footprint) and seconds (scoring time, no loading).
+
+    The precision the expert is live-scored at reads its rows from the live score file (the questions are drawn
+    from that sample), so notebook 01 scores each of those questions once."""
     settings = cfg.scoring.quantization
     picked = quantization_sample(cfg, questions, among)
     table = []
@@ -69,7 +74,7 @@ def quantization_table(cfg, questions: pd.DataFrame, among: pd.Index | None = No
             lm = load_expert_model(at_precision, cfg.scoring.batch_size, cfg.device)
             memory[precision] = lm.model.get_memory_footprint() / 2**20
             rows[precision] = score_job(
-                cfg, questions, at_precision, picked, precision_path(cfg, entry.name, precision), model=lm
+                cfg, questions, at_precision, picked, precision_path(cfg, entry, precision), model=lm
             )
             del lm
         for row in compare(rows, rows[REFERENCE]):
