@@ -46,6 +46,14 @@ USUAL_FACTOR = 2  # an answer within this many times the lone request's latency 
 SETTLE_LIMIT_S = 60
 
 
+def _error_code(reply: httpx.Response) -> str:
+    """The service's own code for a refusal (``error.code`` of its JSON body), else its first words."""
+    try:
+        return str(reply.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return reply.text[:60]
+
+
 async def _drive(base_url: str, model: str, texts: list[str], clients: int, rounds: int, max_seconds: float, budget):
     deadline = time.monotonic() + max_seconds
     queue, records = list(texts), []
@@ -63,6 +71,7 @@ async def _drive(base_url: str, model: str, texts: list[str], clients: int, roun
                     )
                     record = {
                         "status": reply.status_code,
+                        "error": None if reply.is_success else f"{reply.status_code} {_error_code(reply)}",
                         "total_tokens": (reply.json().get("usage") or {}).get("total_tokens")
                         if reply.is_success
                         else None,
@@ -130,11 +139,19 @@ def settle(base_url: str, model: str, text: str, servers, usual_s: float, ended:
     return idle, time.monotonic() - ended
 
 
+# what an answered record carries (and an error its client's error), absent from a level where nothing was answered
+RECORD_FIELDS = ["total_tokens", "error", "expert", "expert-ms", "routing-ms", "price-per-1m-usd", "window-mean-price"]
+RECORD_FIELDS += ["full", "fallbacks"]
+
+
 def summary(records: list[dict], ledger_usd: float) -> dict:
+    """One level's figures; a level where nothing was answered has no latency, price or overhead (NaN)."""
     frame = pd.DataFrame(records)
+    frame = frame.reindex(columns=list(dict.fromkeys([*frame, *RECORD_FIELDS])))
     ok = frame[frame["status"] == 200].copy()
     shed = frame[frame["status"] == 429]
     timed_out = int((frame["status"] == "timeout").sum())
+    lost = frame[~frame.index.isin([*ok.index, *shed.index]) & (frame["status"] != "timeout")]
     ok["overhead_ms"] = ok["latency_ms"] - ok["expert-ms"].astype(float)
     price = ok["price-per-1m-usd"].astype(float)
     seconds = frame["done"].max() - frame["start"].min()
@@ -143,7 +160,9 @@ def summary(records: list[dict], ledger_usd: float) -> dict:
         "answered": len(ok),
         "shed": len(shed),
         "timed_out": timed_out,
-        "lost": len(frame) - len(ok) - len(shed) - timed_out,
+        "lost": len(lost),
+        # what the lost ones got: the status and the service's error code, or the client's error where none came back
+        "lost_as": str(dict(Counter(lost["error"].fillna(lost["status"]).astype(str)))) if len(lost) else "",
         "shed_p99_ms": shed["latency_ms"].quantile(0.99) if len(shed) else None,
         "latency_p50_ms": ok["latency_ms"].median(),
         "latency_p99_ms": ok["latency_ms"].quantile(0.99),
@@ -165,7 +184,8 @@ def report(name: str, s: dict) -> None:
     print(
         f"{name}: {s['sent']} sent, {s['answered']} answered, {s['shed']} shed "
         f"(429, p99 {s['shed_p99_ms'] or 0:.0f} ms), "
-        f"{s['timed_out']} timed out, {s['lost']} lost; {s['throughput_per_s']:.2f} answers/s; latency p50 "
+        f"{s['timed_out']} timed out, {s['lost']} lost {s['lost_as']}; {s['throughput_per_s']:.2f} answers/s; "
+        f"latency p50 "
         f"{s['latency_p50_ms']:.0f} ms, p99 {s['latency_p99_ms']:.0f} ms; "
         f"routing overhead p50 {s['overhead_p50_ms']:.1f} ms, "
         f"p99 {s['overhead_p99_ms']:.1f} ms (policy p50 {s['policy_p50_ms']:.1f} ms); mean price {s['mean_price']:.4f} "

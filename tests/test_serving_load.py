@@ -90,6 +90,39 @@ def test_every_expert_full_is_a_429_with_retry_after_in_under_a_second(orchestra
         assert routing.stats.busy == 1
 
 
+async def timed_posts(url: str, bodies: list[dict]) -> list[tuple[int, float]]:
+    """``bodies`` sent at once: each one's status and seconds."""
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def one(b):
+            started = time.perf_counter()
+            reply = await client.post(f"{url}/chat/completions", json=b)
+            return reply.status_code, time.perf_counter() - started
+
+        return await asyncio.gather(*(one(b) for b in bodies))
+
+
+def test_a_burst_beyond_the_experts_slots_is_shed_at_once_not_after_the_policy_read_every_request(
+    orchestrator, subject
+):
+    with (
+        fake_expert(words=30, delay_s=0.1) as (slow, endpoint),  # 3 s an answer
+        serving(orchestrator, {CHEAP: slots(endpoint), DEAR: slots(endpoint)}, slot_wait_s=0.3) as (routing, url),
+    ):
+        read = routing.read
+
+        def slow_read(*args):  # a 0.2 s policy: 12 requests read one after another would take 2.4 s
+            time.sleep(0.2)
+            return read(*args)
+
+        routing.read = slow_read
+        replies = asyncio.run(timed_posts(url, [body(subject)] * 12))
+        shed = [seconds for status, seconds in replies if status == 429]
+        assert sorted(status for status, _ in replies) == [200] * 2 + [429] * 10 and slow.received == 2
+        assert max(shed) < 1, shed  # the two places went to the first two; the rest never waited on the policy
+        assert routing.stats.busy == 10
+
+
 def test_a_request_waits_for_a_slot_that_frees_within_slot_wait_s(orchestrator, subject):
     with (
         fake_expert(words=5, delay_s=0.1) as (slow, endpoint),  # 0.5 s an answer

@@ -26,6 +26,9 @@ many requests, a stream until it is closed; LiteLLM answers a call to a full one
 once. The request then goes to the next best affordable expert with room (the ``x-leeroo-full`` header names
 those it passed over); when every one is full it waits up to ``slot_wait_s`` for a slot to free, then gets a
 429 with Retry-After. Nothing queues at an expert beyond its slots, so a burst leaves it little to work off.
+Nor does a burst queue at the policy: the service holds at most as many requests (routed, or being answered) as
+its experts have slots, and a request beyond them waits for a place up to ``slot_wait_s``, then gets the same
+429 before the policy reads it. So a shed request is told at once, not after every request ahead of it was read.
 
 No orphaned work: every call to an expert is a stream, even for a client that asked for one answer (assembled
 here with LiteLLM's ``stream_chunk_builder``), since ``transformers serve`` stops generating only when a
@@ -179,6 +182,8 @@ class RoutingService:
         self.stats = Stats()
         self._closing = asyncio.Event()
         self._slot_freed = asyncio.Event()  # set, and replaced, whenever a call to an expert ends
+        self.places = sum(ep.max_parallel_requests for ep in self.endpoints.values())
+        self._taken = 0  # requests holding a place: being routed, calling an expert, or being answered
         self._policy_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
         self.router = self._litellm_router(settings.timeout_s, settings.retries)
         self.read(WARM_UP, None)  # the policy's first read is slow (1.7 s for an encoder): before the first request
@@ -298,16 +303,47 @@ class RoutingService:
             await self.until_closed(self._slot_freed.wait())
         return not waited.cancelled_caught
 
+    def _busy(self, full) -> RateLimited:
+        self.stats.busy += 1
+        return RateLimited(
+            f"every expert this request may go to is busy: {sorted(full)} have all their slots in use "
+            f"(max_parallel_requests of the endpoints file) and none freed within {self.settings.slot_wait_s:g} s "
+            f"(service.slot_wait_s); retry in {RETRY_AFTER_S} s",
+            "experts_busy",
+            retry_after_s=RETRY_AFTER_S,
+        )
+
+    async def _take_place(self) -> None:
+        """One of the service's ``places`` (its experts' slots in all), waited for up to ``slot_wait_s``, else 429."""
+        deadline = time.monotonic() + self.settings.slot_wait_s
+        while self._taken >= self.places:
+            if not await self._wait_for_slot(deadline):
+                raise self._busy(self.experts)
+        self._taken += 1
+
+    def _release_place(self) -> None:
+        self._taken -= 1
+        self._ended()
+
     async def route(
         self, key: str, messages: list[dict], params: dict, budget=None, subject: str | None = None, stream=False
     ) -> Routed:
-        """Admit, decide, then call the chosen expert; when it is full or fails, the next best affordable one;
-        when every one left is full, wait for a slot up to ``slot_wait_s``, then 429."""
+        """Admit (a place among the experts' slots included), decide, then call the chosen expert; when it is full
+        or fails, the next best affordable one; when every one left is full, wait for a slot up to ``slot_wait_s``,
+        then 429. The place is held until ``record`` (or given back here, when no answer comes)."""
         if self._closing.is_set():
             raise Unavailable("the service is shutting down: send the request again once it is back", "shutting_down")
         await self.limits.admit(key)
         self.ledger.admit(key)
         budget = self.check_budget(budget)
+        await self._take_place()
+        try:
+            return await self._route(key, messages, params, budget, subject, stream)
+        except BaseException:
+            self._release_place()
+            raise
+
+    async def _route(self, key: str, messages: list[dict], params: dict, budget: float, subject, stream) -> Routed:
         start = time.perf_counter()
         proba, prompt_tokens = await asyncio.get_running_loop().run_in_executor(
             self._policy_thread, self.read, messages, subject
@@ -369,14 +405,7 @@ class RoutingService:
                 first_chunk,
             )
         if full:
-            self.stats.busy += 1
-            raise RateLimited(
-                f"every expert this request may go to is busy: {sorted(full)} have all their slots in use "
-                f"(max_parallel_requests of the endpoints file) and none freed within {self.settings.slot_wait_s:g} s "
-                f"(service.slot_wait_s); retry in {RETRY_AFTER_S} s",
-                "experts_busy",
-                retry_after_s=RETRY_AFTER_S,
-            )
+            raise self._busy(full)
         over = [e for e in self.experts if e not in failed and e not in self.rolling.affordable(budget)]
         why = [f"{e} failed ({why})" for e, why in failed.items()]
         why += [f"{e}: {why}" for e, why in too_long.items()]
@@ -400,8 +429,8 @@ class RoutingService:
 
     def record(self, routed: Routed, usage, written: str, outcome: str) -> None:
         """Put an answer's cost into the ledger: the tokens the expert reported, else those the service
-        counts (the prompt as sent, and what the expert wrote before the answer ended)."""
-        self._ended()
+        counts (the prompt as sent, and what the expert wrote before the answer ended). Its place is free again."""
+        self._release_place()
         reported = _reported(usage)
         prompt, completion = reported or (routed.prompt_tokens, self.counters[routed.expert].text(written))
         self.ledger.record(
