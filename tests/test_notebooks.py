@@ -99,6 +99,20 @@ def test_03_writes_both_training_sets(run):
     assert selfplay.notna().sum().sum() < 0.5 * full.loc[selfplay.index, selfplay.columns].notna().sum().sum()
 
 
+def test_03_measures_learning_curves_with_seeds_and_a_new_expert_mid_loop(run):
+    _, root = run
+    curve = pd.read_csv(root / "results" / "selfplay_curve.csv")
+    strategies = {"full-information", "uniform", "epsilon-greedy", "epsilon-greedy-selection"}
+    assert set(curve["pool"]) == {"pro-open", "open"} and set(curve["strategy"]) == strategies
+    assert (curve.groupby(["pool", "strategy"])["seed"].nunique() == 2).all()  # selfplay.seeds on smoke
+    goals = pd.read_csv(root / "results" / "selfplay_goals.csv")
+    budgeted = goals[goals["strategy"] != "full-information"]
+    assert (budgeted["evaluations_share"] <= 0.05 + 0.01).all()  # selfplay.max_evaluation_share: the loop stops
+    joined = pd.read_csv(root / "results" / "selfplay_new_expert.csv")
+    assert len(joined) == 2 and set(joined["loop_decision"]) <= {"serve", "refuse"}
+    assert (joined["new_expert_evaluations"] <= 60).all() and joined["matches"].all()  # new_expert.max_evaluations
+
+
 def test_04_measures_the_goal_against_its_reference(run):
     _, root = run
     goals = pd.read_csv(root / "results" / "goals.csv")

@@ -234,7 +234,7 @@ def claims_front(claims: pd.DataFrame) -> pd.DataFrame:
             "benchmark": claims["benchmark"].map({"mmlu": "MMLU", "mmlu_pro": "MMLU-Pro"}),
             "the paper says": claims["claim"],
             "paper": [
-                "-" if pd.isna(v) else f"{v:+g}" + (" pts" if u == "points" else f" {u}")
+                "-" if pd.isna(v) else ("0" if v == 0 else f"{v:+g}") + (" pts" if u == "points" else f" {u}")
                 for v, u in zip(claims["paper_value"], claims["unit"])
             ],
             "measured [95% CI]": [_measured(row) for _, row in claims.iterrows()],
