@@ -101,6 +101,7 @@ benchmarks: check-profile $(RUN_DIR)/04_policy.ipynb
 	$(RUN_ENV) $(PY) benchmarks/universe.py
 	$(RUN_ENV) $(PY) benchmarks/scoring.py --profile $(PROFILE)
 	$(RUN_ENV) $(PY) benchmarks/routing.py --profile $(PROFILE)
+	$(RUN_ENV) $(PY) benchmarks/encoder.py --profile $(PROFILE)
 	$(RUN_ENV) $(PY) benchmarks/serving.py --profile $(PROFILE)
 
 clean-results:

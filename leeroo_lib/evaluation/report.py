@@ -276,6 +276,7 @@ FILE_TABLES = {
     "bench-universe": "bench_universe.csv",
     "bench-routing": "bench_routing.csv",
     "bench-scoring": "bench_scoring.csv",
+    "bench-encoder": "bench_encoder.csv",
     "bench-serving": "bench_serving.csv",
     "bench-reproduce": "bench_reproduce.csv",
     "bench-fresh-clone": "bench_fresh_clone.csv",
