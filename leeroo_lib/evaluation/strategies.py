@@ -190,7 +190,8 @@ def _walk(codes: np.ndarray, chance: np.ndarray, prices: np.ndarray, cap: float)
     predicted chance that the rest of the cap affords; they are called cheapest first, so a
     question stops as soon as cheap answers suffice. One entry per call: which questions made it,
     the spend so far, the experts asked (a bit mask) and, for each of the four letters, what a
-    deployed system knows of it (``features``)."""
+    deployed system knows of it (its raw counts; ``_features`` spells them out when read, so the walks
+    of every cap are held at under half the memory)."""
     n, m = codes.shape
     rows = np.arange(n)
     chosen = np.zeros((n, m), dtype=bool)
@@ -219,22 +220,6 @@ def _walk(codes: np.ndarray, chance: np.ndarray, prices: np.ndarray, cap: float)
         top = chance_max.argmax(axis=1)
         ranked = np.sort(chance_max, axis=1)
         dissent = np.where(np.arange(len(LETTERS))[None, :] == top[:, None], ranked[:, [-2]], ranked[:, [-1]])
-        calls = asked.sum(axis=1, keepdims=True).astype(np.float64)
-        features = np.stack(
-            np.broadcast_arrays(
-                votes,
-                votes / calls,
-                votes == calls,
-                calls,
-                _logit(chance_max),
-                chance_sum,
-                _logit(dissent),
-                dissent > 0,
-                missing[:, None],
-                difficulty[:, None],
-            ),
-            axis=-1,
-        ).astype(np.float64)
         steps.append(
             {
                 "live": live,
@@ -242,10 +227,32 @@ def _walk(codes: np.ndarray, chance: np.ndarray, prices: np.ndarray, cap: float)
                 "spent": spent.copy(),
                 "mask": asked @ (1 << np.arange(m)),
                 "voted": votes > 0,
-                "features": features,
+                "per_letter": np.stack([votes, chance_max, chance_sum, dissent], axis=-1),
+                "per_question": np.column_stack([asked.sum(axis=1), missing, difficulty]).astype(np.float64),
             }
         )
     return steps
+
+
+def _features(step: dict, rows=slice(None)) -> np.ndarray:
+    """What the scorer reads of each letter after one call of ``_walk``, for ``rows``: questions x letters x 10."""
+    votes, chance_max, chance_sum, dissent = np.moveaxis(step["per_letter"][rows], -1, 0)
+    calls, missing, difficulty = np.moveaxis(step["per_question"][rows][:, :, None], 1, 0)
+    return np.stack(
+        np.broadcast_arrays(
+            votes,
+            votes / calls,
+            votes == calls,
+            calls,
+            _logit(chance_max),
+            chance_sum,
+            _logit(dissent),
+            dissent > 0,
+            missing,
+            difficulty,
+        ),
+        axis=-1,
+    ).astype(np.float64)
 
 
 def _subset(step: dict, rows: np.ndarray) -> dict:
@@ -258,7 +265,7 @@ def _best_letters(scorer, steps: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     voted = np.stack([st["voted"] for st in steps])
     score = np.full(voted.shape, -1.0)
     if voted.any():
-        features = np.concatenate([st["features"][st["voted"]] for st in steps])
+        features = np.concatenate([_features(st)[st["voted"]] for st in steps])
         score[voted] = scorer.predict_proba(features)[:, 1]
     best = score.max(axis=2)
     return np.where(best >= 0, score.argmax(axis=2), -1), best
@@ -286,7 +293,7 @@ def _training_rows(walks: list[list[dict]], truth: np.ndarray, rows: np.ndarray)
         chosen = r[keep[offset : offset + len(r)]]
         offset += len(r)
         voted = st["voted"][chosen]
-        X.append(st["features"][chosen][voted])
+        X.append(_features(st, chosen)[voted])
         y.append((np.arange(len(LETTERS))[None, :] == truth[chosen][:, None])[voted])
     counts = pd.DataFrame(np.column_stack([np.concatenate(X), np.concatenate(y)])).value_counts(sort=False)
     merged = counts.index.to_frame(index=False).to_numpy(np.float64)
