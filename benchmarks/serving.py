@@ -140,8 +140,17 @@ def settle(base_url: str, model: str, text: str, servers, usual_s: float, ended:
 
 
 # what an answered record carries (and an error its client's error), absent from a level where nothing was answered
-RECORD_FIELDS = ["total_tokens", "error", "expert", "expert-ms", "routing-ms", "price-per-1m-usd", "window-mean-price"]
-RECORD_FIELDS += ["full", "fallbacks"]
+RECORD_FIELDS = [
+    "total_tokens",
+    "error",
+    "expert",
+    "expert-ms",
+    "routing-ms",
+    "price-per-1m-usd",
+    "window-mean-price",
+    "full",
+    "fallbacks",
+]
 
 
 def summary(records: list[dict], ledger_usd: float) -> dict:
@@ -151,7 +160,7 @@ def summary(records: list[dict], ledger_usd: float) -> dict:
     ok = frame[frame["status"] == 200].copy()
     shed = frame[frame["status"] == 429]
     timed_out = int((frame["status"] == "timeout").sum())
-    lost = frame[~frame.index.isin([*ok.index, *shed.index]) & (frame["status"] != "timeout")]
+    lost = frame[~frame["status"].isin([200, 429, "timeout"])]
     ok["overhead_ms"] = ok["latency_ms"] - ok["expert-ms"].astype(float)
     price = ok["price-per-1m-usd"].astype(float)
     seconds = frame["done"].max() - frame["start"].min()
