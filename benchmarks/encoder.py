@@ -38,7 +38,7 @@ def int8_embedder(max_length: int) -> SentenceEmbedder:
     embedder = SentenceEmbedder(max_length=max_length)
     with no_loading_bar():
         embedder._tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-        model = AutoModel.from_pretrained(minilm_path()).eval()
+        model = AutoModel.from_pretrained(minilm_path(), attn_implementation="sdpa").eval()
     embedder._model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     return embedder
 

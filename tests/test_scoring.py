@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from leeroo_lib import cli, config
 from leeroo_lib.config import LiveExpert, load_profile
@@ -75,6 +76,21 @@ def test_mean_correct_equals_lm_eval_acc(one_shot_run):
     assert (np.array(list("ABCD"))[logliks.argmax(axis=1)] == scored["pred"]).all()
     gold = picked.set_index("idx").loc[scored["idx"], "answer"].map(lambda a: "ABCD"[a])
     assert (gold.to_numpy() == scored["answer"].to_numpy()).all()
+
+
+def test_one_request_per_pass_computes_the_head_at_the_letter_only_with_the_same_logprobs(
+    smollm2, one_shot_run, task_dir
+):
+    picked, batched, _ = one_shot_run
+    single = load_expert_model(SMOLLM2, batch_size=1)
+    calls = []
+    single.model.register_forward_hook(lambda model, args, output: calls.append(output.logits.shape))
+    scored, _ = evaluate_questions(single, picked, num_fewshot=1, task_dir=task_dir)
+    columns = [f"loglik_{c}" for c in "ABCD"]
+    np.testing.assert_allclose(scored[columns], batched[columns], atol=1e-4)
+    assert (scored["pred"] == batched["pred"]).all()
+    assert calls and all(shape[:2] == (1, 1) for shape in calls), "the head ran at more than the letter's position"
+    assert smollm2.batch_size == 8 and smollm2._model_call(torch.ones((2, 5), dtype=torch.long)).shape[1] == 5
 
 
 def test_shots_are_other_questions_of_the_subject_never_the_question(one_shot_run, questions):

@@ -69,7 +69,7 @@ class SentenceEmbedder:
     reads = ("qkey", "question", "choices")
     batch_bar = True  # a progress bar over the batches of one call (the cached embedder draws one over its chunks)
 
-    def __init__(self, max_length: int = 128, batch_size: int = 64):
+    def __init__(self, max_length: int = 128, batch_size: int = 32):
         self.max_length = max_length
         self.batch_size = batch_size
         self._memory: dict[str, np.ndarray] = {}
@@ -84,7 +84,7 @@ class SentenceEmbedder:
             if self._model is None:
                 with no_loading_bar():
                     self._tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-                    self._model = AutoModel.from_pretrained(minilm_path()).eval()
+                    self._model = AutoModel.from_pretrained(minilm_path(), attn_implementation="sdpa").eval()
             encoded = self._tokenizer(question_texts(todo), truncation=True, max_length=self.max_length)
             ids = encoded["input_ids"]
             batches = length_batches([len(x) for x in ids], self.batch_size)
@@ -106,7 +106,7 @@ class CachedSentenceEmbedder(SentenceEmbedder):
 
     batch_bar = False
 
-    def __init__(self, cache_dir: Path, chunk_size: int = 512, max_length: int = 128, batch_size: int = 64):
+    def __init__(self, cache_dir: Path, chunk_size: int = 512, max_length: int = 128, batch_size: int = 32):
         super().__init__(max_length=max_length, batch_size=batch_size)
         self.cache_dir = Path(cache_dir)
         self.chunk_size = chunk_size

@@ -208,20 +208,54 @@ def check_prompt_logprobs(model_args: dict, timeout: float = 60.0) -> None:
         )
 
 
-def _hf_model(pretrained: str, load_in_4bit: bool, batch_size, device: str):
+def _continuation_head_hflm():
+    """lm-eval's ``HFLM``, computing the LM head only at the positions a loglikelihood request reads when a
+    forward pass holds one request (``batch_size: 1``).
+
+    lm-eval asks the model for logits at every position, then keeps the continuation's. For a small model the
+    head is much of the work (Gemma-3-270M's 262k-token vocabulary: most of it), so on CPU, where a batch buys
+    little, one request at a time with the head at its last positions (``logits_to_keep``) scores faster, with
+    the same logprobs to float rounding. A lone request has no padding, so those positions are the last ones,
+    which lm-eval's slicing allows for; a batch of several keeps lm-eval's own call."""
+    import inspect
+
+    import torch
     from lm_eval.models.huggingface import HFLM
 
+    class ContinuationHeadHFLM(HFLM):
+        def _loglikelihood_tokens(self, requests, disable_tqdm=False, override_bs=None):
+            self._keep = max((len(continuation) for _, _, continuation in requests), default=0)
+            return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+
+        def _model_call(self, inps, attn_mask=None, labels=None):
+            keep = getattr(self, "_keep", 0)
+            if inps.shape[0] != 1 or attn_mask is not None or not keep or not self._keeps_logits:
+                return super()._model_call(inps, attn_mask, labels)
+            with torch.no_grad():
+                return self.model(inps, logits_to_keep=keep).logits
+
+        @property
+        def _keeps_logits(self) -> bool:
+            return "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    return ContinuationHeadHFLM
+
+
+def _hf_model(pretrained: str, load_in_4bit: bool, batch_size, device: str):
     is_path = Path(pretrained).expanduser().is_absolute() or pretrained.startswith(".")
     if is_path and not Path(pretrained).expanduser().exists():
         raise FileNotFoundError(f"model folder {pretrained} does not exist; fix `pretrained` in the profile")
+    model_class = _continuation_head_hflm()
     try:
         with no_loading_bar():
             if not load_in_4bit:
-                return HFLM(pretrained=pretrained, device=device, dtype="auto", batch_size=batch_size)
+                return model_class(pretrained=pretrained, device=device, dtype="auto", batch_size=batch_size)
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             model = nf4_model(AutoModelForCausalLM, pretrained, device)
-            return HFLM(pretrained=model, tokenizer=AutoTokenizer.from_pretrained(pretrained), batch_size=batch_size)
+            return model_class(
+                pretrained=model, tokenizer=AutoTokenizer.from_pretrained(pretrained), batch_size=batch_size
+            )
     except OSError as err:
         raise ValueError(
             f"cannot load model '{pretrained}': it is neither a local model folder nor reachable on the "
