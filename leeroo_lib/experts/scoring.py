@@ -217,6 +217,7 @@ def _continuation_head_hflm():
     little, one request at a time with the head at its last positions (``logits_to_keep``) scores faster, with
     the same logprobs to float rounding. A lone request has no padding, so those positions are the last ones,
     which lm-eval's slicing allows for; a batch of several keeps lm-eval's own call."""
+    import functools
     import inspect
 
     import torch
@@ -234,8 +235,8 @@ def _continuation_head_hflm():
             with torch.no_grad():
                 return self.model(inps, logits_to_keep=keep).logits
 
-        @property
-        def _keeps_logits(self) -> bool:
+        @functools.cached_property
+        def _keeps_logits(self) -> bool:  # the model is fixed once loaded: read its signature once, not per pass
             return "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     return ContinuationHeadHFLM
