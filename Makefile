@@ -1,7 +1,7 @@
 # Reproduction of the Leeroo Orchestrator (arXiv 2401.13979).
 #   make reproduce [PROFILE=smoke|cpu|paper]   create .venv if missing, run notebooks 01..08
 #   make serve [PROFILE=...]                   the orchestrator as an OpenAI-compatible service (Ctrl-C stops it)
-#   make test                                  ruff, unit tests (the notebooks run by papermill into a fresh folder, smoke), nbval
+#   make test                                  ruff, unit tests (the notebooks run by papermill into a fresh folder, smoke), nbval over that run
 #   make route QUESTIONS=f.csv BUDGET=0.6 POOL=open   route a file of questions with the saved orchestrator (POOL: one of the profile's pools; MMLU-Pro questions: pro-open)
 # Conda: `conda env create -f environment.yml && conda activate leeroo`, then the same targets run in that
 # environment (VENV is its prefix) and add what conda's pip cannot install: the data and model packages.
@@ -41,7 +41,10 @@ RUN_ENV := $(if $(filter paper,$(PROFILE)),,$(OFFLINE_ENV))
 venv: $(VENV)/.installed
 
 # --no-compile: pip's bytecode pass over all 25k installed modules takes about a minute on 2 cores; Python
-# compiles the few thousand a run imports on first use instead.
+# compiles the few thousand a run imports on first use instead, and keeps them: every recipe here runs without
+# PYTHONDONTWRITEBYTECODE (some images set it), or each kernel, test process and expert server would compile
+# torch and transformers again, about 10 s each.
+unexport PYTHONDONTWRITEBYTECODE
 $(VENV)/.installed: pyproject.toml
 	@date +%s > .venv-started
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

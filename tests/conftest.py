@@ -3,9 +3,30 @@ import shutil
 
 import pytest
 
-from leeroo_lib.config import DATA_DIR, LiveExpert
+from leeroo_lib.config import DATA_DIR, OUTPUT_DIR_ENV, LiveExpert
 from leeroo_lib.data.benchmarks import load_mmlu
 from leeroo_lib.data.suites import load_recorded_scores
+
+SMOKE_RUN = pytest.StashKey[str]()  # the output folder of test_notebooks' papermill run, once it has run
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """nbval's cells (``--nbval-lax notebooks``, after ``tests``) run over the outputs of test_notebooks' fresh
+    papermill run of this session, before their kernel starts: what the library caches (scores, embeddings) is
+    read, not computed a second time, as when a notebook is re-run in JupyterLab after ``make reproduce``."""
+    if item.path.suffix == ".ipynb" and SMOKE_RUN in item.config.stash:
+        os.environ[OUTPUT_DIR_ENV] = item.config.stash[SMOKE_RUN]
+
+
+@pytest.fixture(scope="session")
+def share_with_nbval(pytestconfig):
+    """``share_with_nbval(folder)``: this session's nbval pass runs over the output folder ``folder``."""
+
+    def share(folder) -> None:
+        pytestconfig.stash[SMOKE_RUN] = str(folder)
+
+    return share
 
 
 @pytest.fixture(scope="session")

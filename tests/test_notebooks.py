@@ -30,8 +30,9 @@ MAX_OUTPUTS_PER_CELL = 6  # a table, a plot and a few progress bars; lm-eval's c
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """Every notebook executed in order into one fresh output folder: name -> (executed notebook, output root)."""
+def run(tmp_path_factory, share_with_nbval):
+    """Every notebook executed in order into one fresh output folder: name -> (executed notebook, output root).
+    The nbval pass of the same session then runs over that folder (conftest.py)."""
     root = tmp_path_factory.mktemp("smoke_run")
     env = {**os.environ, OUTPUT_DIR_ENV: str(root), PROFILE_ENV: "smoke"}
     executed = {}
@@ -49,6 +50,7 @@ def run(tmp_path_factory):
         )
         assert done.returncode == 0, f"{name} failed:\n{done.stderr[-4000:]}"
         executed[name] = json.loads(out.read_text())
+    share_with_nbval(root)
     return executed, root
 
 
