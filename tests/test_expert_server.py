@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from leeroo_lib.experts.live_models import SMOLLM2_GGUF, SMOLLM2_PACKAGE, fp32_folder
-from leeroo_lib.experts.server import NICENESS, ExpertServer, free_port
+from leeroo_lib.experts.server import ExpertServer, free_port
 
 
 def gone(pid: int) -> bool:
@@ -49,8 +49,6 @@ def test_serves_chat_on_the_given_port_then_stops_its_whole_group(smollm2):
         assert answer["usage"]["completion_tokens"] >= 1
         pid, log = server.pid, server.log_path
         assert psutil.pid_exists(pid)
-        # it yields the CPU to the process that started it (the routing service, under load)
-        assert psutil.Process(pid).nice() == min(19, os.nice(0) + NICENESS)
     assert gone(pid)
     assert not log.exists()
 

@@ -26,17 +26,12 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISAB
 LOG_TAIL_CHARS = 3000
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 STOP_TIMEOUT_S = 10  # a server that ignores SIGTERM this long gets SIGKILL
-# A CPU expert generating takes every core it can. On a machine shared with the routing service in front of it,
-# the service's admission, 429s and policy decisions must not wait behind that work: the expert yields the CPU.
-NICENESS = 10
 
 
-def _in_child() -> None:
-    """In the child before exec: a lower CPU priority (``NICENESS``); on Linux also SIGTERM when the process
-    that started it dies, even by SIGKILL, so a killed notebook kernel or benchmark leaves no server behind."""
-    os.nice(NICENESS)
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the process that started it dies, even by SIGKILL,
+    so a killed notebook kernel or benchmark leaves no server behind."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -117,7 +112,7 @@ class ExpertServer:
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **OFFLINE_ENV},
                 start_new_session=True,
-                preexec_fn=_in_child,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         atexit.register(self.stop)  # an interpreter that exits without stop() (a notebook kernel) still ends it
         try:
