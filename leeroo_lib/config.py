@@ -31,7 +31,7 @@ PROFILE_ENV = "LEEROO_PROFILE"
 OUTPUT_DIR_ENV = "LEEROO_OUTPUT_DIR"  # set: every output of the run goes there instead of the profile's output_dir
 DEFAULT_PROFILE = "cpu"
 
-# The files of the data flow (DESIGN.md): name -> (path under a profile's output root, notebook that writes it).
+# The files that pass from notebook to notebook: name -> (path under a profile's output root, notebook that writes it).
 ARTIFACTS = {
     "score_matrix": ("data/score_matrix.parquet", "01_expert_scoring"),
     "splits": ("data/splits/splits.csv", "01_expert_scoring"),

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leeroo_lib.data import suites
+from leeroo_lib.data import files, suites
 from leeroo_lib.data.benchmarks import gold_letters
 from leeroo_lib.data.suites import load_letter_scores, load_letters
 
@@ -39,7 +39,7 @@ def _rewrite(data_dir, edit):
     """Apply ``edit`` to the CSV text of the HELM file in a data copy and re-sign it in SHA256SUMS."""
     path = data_dir / suites.HELM_PREDICTIONS_FILE
     path.write_bytes(gzip.compress(edit(gzip.decompress(path.read_bytes()))))
-    sums = data_dir / suites.CHECKSUMS_FILE
+    sums = data_dir / files.CHECKSUMS_FILE
     lines = [
         f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}" if line.endswith(path.name) else line
         for line in sums.read_text().splitlines()
@@ -48,7 +48,7 @@ def _rewrite(data_dir, edit):
 
 
 def test_letters_cover_helm_rows_with_letters_only(helm_letters, recorded):
-    catalog = pd.read_csv(suites.DATA_DIR / "experts_helm.csv")["expert"]
+    catalog = pd.read_csv(files.DATA_DIR / "experts_helm.csv")["expert"]
     assert helm_letters.shape == (13_015, 8)
     assert list(helm_letters.index.names) == ["subject", "idx"]
     assert set(helm_letters.columns) == set(catalog) and all(c.endswith(" (HELM)") for c in catalog)

@@ -35,3 +35,13 @@ def test_every_module_sits_in_a_layer_and_imports_none_above_it():
         assert module.split(".")[1] in LAYERS, f"{path} is in no layer of {LAYERS}"
         upward += [f"{module} imports {target}" for target in _imports(path, module) if _layer(target) > _layer(module)]
     assert not upward, upward
+
+
+def test_no_two_modules_import_each_other_even_inside_a_function():
+    graph = {}
+    for path in sorted(LIB.rglob("*.py")):
+        parts = path.relative_to(LIB.parent).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        graph[module] = set(_imports(path, module))
+    cycles = sorted(f"{a} <-> {b}" for a, targets in graph.items() for b in targets if a < b and a in graph.get(b, ()))
+    assert not cycles, cycles

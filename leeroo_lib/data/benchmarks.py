@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .files import verify_data_file
+
 BENCHMARKS = ("mmlu", "mmlu_pro")
 LETTERS = "ABCDEFGHIJ"  # the option letters of every benchmark: up to ten (MMLU-Pro)
 MMLU_LETTERS = LETTERS[:4]  # MMLU's four
@@ -219,8 +221,6 @@ def load_mmlu_pro(data_dir: Path | None = None) -> pd.DataFrame:
     """The 11,984 MMLU-Pro questions (data/mmlu_pro_questions.csv.gz, checked against data/SHA256SUMS),
     ordered by (subject, idx): subject is MMLU-Pro's ``src``, idx the row inside it by ``question_id``,
     subcategory and category its 14 categories, and ``question_id`` MMLU-Pro's own id."""
-    from .suites import verify_data_file
-
     df = pd.read_csv(verify_data_file(MMLU_PRO_QUESTIONS_FILE, data_dir)).sort_values(["src", "question_id"])
     choices = [json.loads(options) for options in df["options"]]
     bad = [i for i, c in zip(df["question_id"], choices) if not 2 <= len(c) <= len(LETTERS)]

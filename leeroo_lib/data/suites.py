@@ -4,15 +4,14 @@ data/SHA256SUMS before it is read (PROVENANCE.md says where each comes from), an
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..config import DATA_DIR
 from .benchmarks import LETTERS, MMLU_LETTERS, gold_letters
+from .files import verify_data_file
 
 RECORDED_SCORES_FILE = "mmlu_recorded_correctness.csv.gz"
 
@@ -20,32 +19,6 @@ RECORDED_SCORES_FILE = "mmlu_recorded_correctness.csv.gz"
 HELM_PREDICTIONS_FILE = "mmlu_helm_predictions.csv.gz"
 MMLU_PRO_PREDICTIONS_FILE = "mmlu_pro_predictions.csv.gz"
 MMLU_PRO_OUTPUT_CHARS_FILE = "mmlu_pro_output_chars.csv.gz"
-
-
-CHECKSUMS_FILE = "SHA256SUMS"
-
-
-def verify_data_file(name: str, data_dir: Path | None = None) -> Path:
-    """The path of a committed data file, after checking it exists and matches data/SHA256SUMS."""
-    data_dir = Path(data_dir or DATA_DIR)
-    path = data_dir / name
-    restore = f"restore it from the repository with `git checkout -- data/{name}`"
-    if not path.is_file():
-        raise FileNotFoundError(f"data file missing: {path}; {restore}")
-    checksums = data_dir / CHECKSUMS_FILE
-    if not checksums.is_file():
-        raise FileNotFoundError(
-            f"{checksums} missing: it holds the sha256 every data file is checked against; "
-            f"restore it from the repository with `git checkout -- data/{CHECKSUMS_FILE}`"
-        )
-    sums = dict(reversed(line.split()) for line in checksums.read_text().splitlines() if line.strip())
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if sums.get(name) != digest:
-        raise ValueError(
-            f"data file corrupt: {path} has sha256 {digest[:12]}..., "
-            f"data/{CHECKSUMS_FILE} expects {str(sums.get(name))[:12]}...; {restore}"
-        )
-    return path
 
 
 def load_recorded_scores(data_dir: Path | None = None) -> pd.DataFrame:

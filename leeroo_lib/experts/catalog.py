@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..data.suites import verify_data_file
+from ..data.files import verify_data_file
 
 # Recorded suites: name -> catalog file under data/.
 SUITES = {"recorded": "experts.csv", "helm": "experts_helm.csv", "mmlu_pro": "experts_mmlu_pro.csv"}
@@ -39,6 +39,11 @@ class Expert:
     benchmark: str = "mmlu"  # the benchmark it answered (data.benchmarks.BENCHMARKS)
     input_usd_per_1m: float | None = None
     output_usd_per_1m: float | None = None
+
+
+def expert_label(name) -> str:
+    """An expert's name in a table, a figure or a sentence: without its organisation and its suite's suffix."""
+    return str(name).split("/")[-1].removesuffix(" (MMLU-Pro)").removesuffix(" (HELM)")
 
 
 def load_experts(data_dir: Path | None = None, suite: str = "recorded") -> list[Expert]:
