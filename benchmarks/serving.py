@@ -220,7 +220,7 @@ def main() -> None:
     # own (not the profile's, whose daily caps `make serve` spends against).
     service_settings = settings.service.model_copy(update={"key_requests_per_minute": 100 * per_level})
     orchestrator = Orchestrator.load(cfg.require("orchestrator"))
-    experts = orchestrator.pools[service_settings.pool]
+    experts = orchestrator.served(service_settings.pool)
     texts = question_texts(test_questions(load_mmlu(), pd.read_csv(cfg.require("splits")), per_level, cfg.seed))
     with (
         local_experts(cfg, entries_for(settings, experts), free_ports=True) as endpoints,

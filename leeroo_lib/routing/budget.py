@@ -79,6 +79,11 @@ def check_costs(costs, experts) -> pd.Series:
 def check_affordable(costs: pd.Series, budget: float) -> None:
     """Raise unless ``budget`` is a positive number that buys the cheapest of ``costs`` (whole micro-dollars)."""
     check_budget(budget)
+    check_buys_cheapest(costs, budget)
+
+
+def check_buys_cheapest(costs: pd.Series, budget: float) -> None:
+    """Raise unless the number ``budget`` buys the cheapest of ``costs``."""
     cheapest = costs.idxmin()
     if budget_units(budget) < price_units(costs[[cheapest]])[0]:
         raise ValueError(
@@ -154,6 +159,12 @@ def allocate(proba: pd.DataFrame, costs: pd.Series, budget: float, mode: str = "
     _check_proba(proba)
     costs = check_costs(costs, proba.columns)
     check_affordable(costs, budget)
+    return assign(proba, costs, budget, mode)
+
+
+def assign(proba: pd.DataFrame, costs: pd.Series, budget: float, mode: str) -> pd.Series:
+    """``allocate`` for arguments its caller has checked once already (``Orchestrator.route``, at its boundary)."""
+    costs = costs[proba.columns]
     # Experts sorted by cost so that argmax, which takes the first of equals, picks the cheapest.
     order = np.argsort(costs.to_numpy(), kind="stable")
     experts = proba.columns[order]

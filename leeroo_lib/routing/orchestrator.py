@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..validation import check_budget, check_budgets, check_expert_names, check_question_frame
-from .budget import allocate, check_affordable, check_costs, check_mode
+from .budget import assign, check_buys_cheapest, check_costs, check_mode
 from .policies import POLICIES, policy_class
 
 
@@ -68,6 +68,15 @@ class Orchestrator:
             raise ValueError(f"pool '{pool}': {err}") from None
         return experts
 
+    def served(self, pool: str) -> list[str]:
+        """The experts ``pool`` serves; an unknown pool is an error naming the ones there are."""
+        if pool not in self.pools:
+            raise ValueError(
+                f"unknown pool '{pool}': this orchestrator serves the pools {sorted(self.pools)} (a service routes "
+                "over service.pool of its endpoints file)"
+            )
+        return self.pools[pool]
+
     def _pool(self, pool: str | None, experts) -> list[str]:
         if pool is not None and experts is not None:
             raise ValueError("pass a pool name or a list of experts, not both")
@@ -77,9 +86,7 @@ class Orchestrator:
                     f"pool must be the name of a pool (one of {sorted(self.pools)}), got {pool!r}; "
                     "to route over a list of experts pass experts=[...]"
                 )
-            if pool not in self.pools:
-                raise ValueError(f"unknown pool '{pool}': this orchestrator serves the pools {sorted(self.pools)}")
-            return self.pools[pool]
+            return self.served(pool)
         if experts is None:
             if len(self.policies) > 1:
                 raise ValueError(
@@ -95,21 +102,24 @@ class Orchestrator:
         subset of one policy's; neither: over all of them (an orchestrator of one policy). No question:
         an empty Series."""
         check_budget(budget)
-        return self.route_budgets(questions, [budget], pool, experts)[budget]
+        return self._routes(questions, [budget], pool, experts)[budget]
 
     def route_budgets(
         self, questions: pd.DataFrame, budgets, pool: str | None = None, experts=None
     ) -> dict[float, pd.Series]:
         """``route`` at several budgets, reading the questions with the policy only once. Every
         argument is checked before the policy reads a question."""
+        return self._routes(questions, check_budgets(budgets), pool, experts)
+
+    def _routes(self, questions: pd.DataFrame, budgets: list, pool: str | None, experts) -> dict[float, pd.Series]:
+        """The routes at ``budgets`` (numbers, as the public calls checked): each argument checked here once."""
         check_question_frame(questions)
-        budgets = check_budgets(budgets)
         served = self._pool(pool, experts)
         policy = self.policy_for(served)
         for budget in budgets:
-            check_affordable(self.costs[served], budget)
+            check_buys_cheapest(self.costs[served], budget)
         proba = policy.predict_proba(questions)[served]
-        return {budget: allocate(proba, self.costs, budget, self.mode) for budget in budgets}
+        return {budget: assign(proba, self.costs, budget, self.mode) for budget in budgets}
 
     def save(self, path: Path) -> None:
         path = Path(path)

@@ -306,12 +306,7 @@ def serve_orchestrator(
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     single_torch_thread()
     orchestrator = Orchestrator.load(orchestrator_dir)
-    if service_settings.pool not in orchestrator.pools:
-        raise ValueError(
-            f"pool '{service_settings.pool}' (service.pool of the endpoints file) is not one the orchestrator "
-            f"serves: {sorted(orchestrator.pools)}"
-        )
-    experts = orchestrator.pools[service_settings.pool]
+    experts = orchestrator.served(service_settings.pool)
     if stand_ins(settings, experts):
         print(f"a stand-in endpoint answers for {stand_ins(settings, experts)}", flush=True)
     try:

@@ -148,12 +148,7 @@ class RoutingService:
         self, orchestrator: Orchestrator, endpoints: dict[str, Endpoint], settings: ServiceSettings, ledger_path: Path
     ):
         pool = settings.pool
-        if pool not in orchestrator.pools:
-            raise ValueError(
-                f"unknown pool '{pool}': the orchestrator serves the pools {sorted(orchestrator.pools)}; "
-                "set service.pool in the endpoints file"
-            )
-        self.experts = list(orchestrator.pools[pool])
+        self.experts = list(orchestrator.served(pool))
         missing = [e for e in self.experts if e not in endpoints]
         if missing:
             raise ValueError(
