@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ..config import Profile
 from ..data.splits import make_splits, split_index
 from ..data.suites import split_basis
-from ..experts.catalog import Expert, expert_costs, get_experts
+from ..experts.catalog import Expert, expert_costs, expert_label, get_experts
 from ..routing.orchestrator import Orchestrator
 from ..routing.policies import build, training_questions
 from ..routing.pools import choose_universe, served_experts
@@ -27,10 +27,6 @@ GPU_GB = 40.0  # the paper's one A100 40 GB
 NF4_GB_PER_B_PARAMS = 0.5  # 4 bits a weight
 NF4_OVERHEAD = 1.2  # an estimate: quantization constants, layers kept in 16 bits, runtime buffers
 MEASUREMENT_COLUMNS = ["measurement", "pool", "budget", "value", "ci_low", "ci_high", "reference", "questions"]
-
-
-def _short(name) -> str:
-    return str(name).split("/")[-1].removesuffix(" (MMLU-Pro)").removesuffix(" (HELM)")
 
 
 def _row(measurement, pool, budget, values, reference, questions) -> dict:
@@ -70,7 +66,7 @@ def stem_gain(
         pool,
         budget,
         (gain[stem].mean() - gain[~stem].mean(), low, high),
-        f"the gain over {_short(best)} on the other sub-categories ({gain[~stem].mean():+.1f} points; STEM "
+        f"the gain over {expert_label(best)} on the other sub-categories ({gain[~stem].mean():+.1f} points; STEM "
         f"{gain[stem].mean():+.1f}); routed to experts of 8B or fewer: {100 * small[stem].mean():.0f}% of STEM "
         f"questions, {100 * small[~stem].mean():.0f}% of the others",
         f"{stem.sum():,} STEM and {(~stem).sum():,} other test questions",
@@ -112,7 +108,7 @@ def oracle_gain(pool: str, members: list[str], judged: pd.DataFrame, scores: pd.
         pool,
         np.nan,
         (100 * difference.mean(), 100 * low, 100 * high),
-        f"{_short(best)} alone ({100 * outcomes[best].mean():.1f}%); the oracle {100 * oracle.mean():.1f}%",
+        f"{expert_label(best)} alone ({100 * outcomes[best].mean():.1f}%); the oracle {100 * oracle.mean():.1f}%",
         f"{len(judged):,} test questions",
     )
 
@@ -133,7 +129,7 @@ def oracle_price(
         pool,
         np.nan,
         (reference_price - prices.mean(), reference_price - high, reference_price - low),
-        f"{_short(reference)}'s price {reference_price:.2f}; the cheapest right expert costs {prices.mean():.3f} "
+        f"{expert_label(reference)}'s price {reference_price:.2f}; the cheapest right expert costs {prices.mean():.3f} "
         "on average",
         f"the {answered.sum():,} of {len(judged):,} test questions some served expert answers",
     )

@@ -27,7 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from ..config import DATA_DIR, Profile
-from ..experts.catalog import load_catalog
+from ..experts.catalog import expert_label, load_catalog
 
 CLAIMS_FILE = "claims.csv"
 VERDICTS = ("holds", "holds, smaller", "does not hold", "not testable here")
@@ -141,7 +141,8 @@ def _goal(claim, results: Path, profile: Profile) -> Measurement:
         value,
         low,
         high,
-        f"{_short(claim.reference)} ({100 * row['reference_accuracy']:.1f}%); Leeroo {100 * row['accuracy']:.1f}% "
+        f"{expert_label(claim.reference)} ({100 * row['reference_accuracy']:.1f}%); "
+        f"Leeroo {100 * row['accuracy']:.1f}% "
         f"at mean cost {row['mean cost']:.2f}, {profile.policy.mode} allocation",
         f"{row['n_questions']:,} test questions",
         f"results/goals.csv: router {router}, mode {profile.policy.mode}, goal '{row['goal']}'",
@@ -158,7 +159,8 @@ def _strategy(claim, results: Path, profile: Profile) -> Measurement:
     rows = goals[(goals["pool"] == claim.pool) & np.isclose(goals["price_share"], claim.budget)]
     if rows.empty or pd.isna(rows.iloc[0]["strategy"]):
         raise NotTestable(
-            f"no multi-call strategy of pool {claim.pool} fits {claim.budget:g} of {_short(claim.reference)}'s price "
+            f"no multi-call strategy of pool {claim.pool} fits {claim.budget:g} of "
+            f"{expert_label(claim.reference)}'s price "
             "on the training split (results/strategy_goals.csv)"
         )
     value, low, high = _points(rows, "difference", "diff_ci_low", "diff_ci_high", scale=100)
@@ -167,7 +169,7 @@ def _strategy(claim, results: Path, profile: Profile) -> Measurement:
         value,
         low,
         high,
-        f"{_short(row['reference'])} ({100 * row['reference_accuracy']:.1f}%); {row['strategy']}: "
+        f"{expert_label(row['reference'])} ({100 * row['reference_accuracy']:.1f}%); {row['strategy']}: "
         f"{100 * row['accuracy']:.1f}% at mean cost {row['mean_cost']:.2f}",
         "the pool's test questions",
         f"results/strategy_goals.csv: pool {claim.pool}, price_share {claim.budget:g}",
@@ -247,7 +249,7 @@ def _new_expert(claim, results: Path, profile: Profile) -> Measurement:
         raise NotTestable(f"results/selfplay_new_expert.csv has no row of pool {claim.pool}")
     share = float(rows["matches"].astype(str).str.lower().eq("true").mean())
     decided = "; ".join(
-        f"{_short(r.new_expert)}: {r.loop_decision} after {r.new_expert_evaluations:,.0f} of its evaluations "
+        f"{expert_label(r.new_expert)}: {r.loop_decision} after {r.new_expert_evaluations:,.0f} of its evaluations "
         f"(full information: {r.full_information_decision})"
         for r in rows.itertuples()
     )
@@ -296,10 +298,6 @@ MEASURES = {
     "new_expert": _new_expert,
     "greedy_vs_exact": _greedy_vs_exact,
 }
-
-
-def _short(name) -> str:
-    return str(name).split("/")[-1].removesuffix(" (MMLU-Pro)").removesuffix(" (HELM)")
 
 
 def measure(claim, results: Path, profile: Profile) -> Measurement:

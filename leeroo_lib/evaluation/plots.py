@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from adjustText import adjust_text
 
+from ..experts.catalog import expert_label
 from .aiq import non_decreasing_hull
 
 
@@ -62,12 +63,12 @@ PAPER_SYSTEMS = {"open": "Leeroo (opensource)", "mix": "Leeroo (mix)"}
 
 
 def _label(system: str) -> str:
-    """A short name for a figure: no organisation; on MMLU no release suffixes, on MMLU-Pro (where a base
-    and an instruct model both run) no suite suffix."""
-    name = str(system).split("/")[-1]
-    if name.endswith(" (MMLU-Pro)"):
-        return name.removesuffix(" (MMLU-Pro)")
-    return re.sub(r"-(Instruct|hf|v0\.1|v1\.5|1106-preview)\b", "", name)
+    """``expert_label``, shorter still among a figure's crowded points: on MMLU without release suffixes (kept
+    on MMLU-Pro, where a base and an instruct model both run)."""
+    name = expert_label(system)
+    return (
+        name if str(system).endswith(" (MMLU-Pro)") else re.sub(r"-(Instruct|hf|v0\.1|v1\.5|1106-preview)\b", "", name)
+    )
 
 
 def plot_accuracy_vs_cost(table1: pd.DataFrame, path: Path | None = None):
@@ -181,7 +182,10 @@ def plot_routing_distribution(
     ax.tick_params(axis="x", rotation=45)
     ax.legend(title="size class", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if served:
-        caption = "\n".join(f"{pool} serves: {experts.replace(' (MMLU-Pro)', '')}" for pool, experts in served.items())
+        caption = "\n".join(
+            f"{pool} serves: {', '.join(expert_label(e) for e in experts.split(', '))}"
+            for pool, experts in served.items()
+        )
         fig.text(0.01, -0.02, caption, fontsize=7, va="top", wrap=True)
     fig.tight_layout()
     return _save(fig, path)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import TRAINING_SETS
+from ..experts.catalog import expert_label
 from ..routing.pools import served_experts
 from .strategies import strategy_family
 from .tables import percent_with_ci, table1_for_reading, usd_text
@@ -22,10 +23,6 @@ from .tables import percent_with_ci, table1_for_reading, usd_text
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n).*?(<!-- /results -->)", re.DOTALL)
 VALUE = re.compile(r"(<!-- value:(?P<spec>[^>]+?) -->).*?(<!-- /value -->)", re.DOTALL)
 PAGES = ("README.md", "docs/*.md")  # the pages ``leeroo report`` fills, under the project's root
-
-
-def _short(name) -> str:
-    return str(name).split("/")[-1].removesuffix(" (MMLU-Pro)").removesuffix(" (HELM)")
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -41,7 +38,7 @@ def router_table(table1: pd.DataFrame, pools: list[str]) -> pd.DataFrame:
     best single expert it affords and to the zero router at its mean cost, with USD per 1,000 questions
     (``tables.table1_for_reading``, named for the README)."""
     rows = table1_for_reading(table1[(table1["kind"] == "leeroo") & table1["pool"].isin(pools)])
-    rows["best single expert the budget affords"] = rows["best single expert the budget affords"].map(_short)
+    rows["best single expert the budget affords"] = rows["best single expert the budget affords"].map(expert_label)
     return rows.drop(columns=["system", "questions", "trained on", "training evaluations"]).rename(
         columns={
             "cost (USD / 1M tokens)": "spent",
@@ -86,7 +83,7 @@ def paper_table(table1: pd.DataFrame) -> pd.DataFrame:
         row = mine.iloc[0]
         match = paper[paper["system"] == theirs]
         match = match[match["cost_per_1m_usd"] == cost] if cost is not None else match
-        label = _short(system) if budget is None else f"{system}, budget {budget:g}"
+        label = expert_label(system) if budget is None else f"{system}, budget {budget:g}"
         rows.append(
             {
                 "system": label if theirs.startswith(("Leeroo", "Oracle")) else f"{label} (paper: {theirs})",
@@ -107,7 +104,7 @@ def single_table(table1: pd.DataFrame, pool: str) -> pd.DataFrame:
     rows = rows.sort_values(["cost_per_1m_usd", "usd_per_1000_questions"], kind="stable")
     return pd.DataFrame(
         {
-            "expert": [_short(e) for e in rows["system"]],
+            "expert": [expert_label(e) for e in rows["system"]],
             "USD / 1M tokens": [f"{c:g}" for c in rows["cost_per_1m_usd"]],
             "USD / 1,000 questions": usd_text(rows["usd_per_1000_questions"]),
             "rank by USD per question": [
@@ -153,7 +150,7 @@ def goal_table(goals: pd.DataFrame, table1: pd.DataFrame, routers: dict[str, str
         {
             "pool": rows["pool"],
             "budget": [f"{b:g}" for b in rows["budget"]],
-            "reference": [_short(e) for e in rows["reference"]],
+            "reference": [expert_label(e) for e in rows["reference"]],
             "questions": rows["n_questions"],
             "reference %": [f"{100 * a:.1f}" for a in rows["reference_accuracy"]],
             "Leeroo %": [f"{100 * a:.1f}" for a in rows["accuracy"]],
