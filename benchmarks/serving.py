@@ -29,7 +29,7 @@ import httpx
 import pandas as pd
 import psutil
 
-from leeroo_lib.config import load_endpoints, load_profile
+from leeroo_lib.config import Profile, load_endpoints, load_profile
 from leeroo_lib.data.benchmarks import load_mmlu, question_texts
 from leeroo_lib.evaluation.evaluate import test_questions
 from leeroo_lib.routing.orchestrator import Orchestrator
@@ -288,8 +288,8 @@ def main() -> None:
             write_phases(cfg, [*phases, fault])
 
 
-def write_phases(cfg, phases: list[dict]) -> None:
-    path = cfg.output_path("results", "bench_serving.csv")
+def write_phases(profile: Profile, phases: list[dict]) -> None:
+    path = profile.output_path("results", "bench_serving.csv")
     pd.DataFrame(phases).assign(by_expert=lambda t: t["by_expert"].map(str)).to_csv(path, index=False)
     print(f"written to {path}", flush=True)
 

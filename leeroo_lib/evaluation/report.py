@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import TRAINING_SETS
+from ..config import TRAINING_SETS, Profile
 from ..experts.catalog import expert_label
 from ..routing.pools import served_experts
 from .strategies import strategy_family
@@ -301,16 +301,16 @@ def signal_table(signal: pd.DataFrame, members: list[str]) -> pd.DataFrame:
     return rows.mean().reset_index().map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)
 
 
-def tables(results: Path, cfg) -> dict[str, object]:
+def tables(results: Path, profile: Profile) -> dict[str, object]:
     """Every table of the pages by its block name, as a function that writes it from the CSVs under ``results``
-    (only the blocks a page shows are read); the profile ``cfg`` names the saved orchestrator's policy per
+    (only the blocks a page shows are read); the profile names the saved orchestrator's policy per
     benchmark (``policy.orchestrator``), its allocation mode (``policy.mode``) and each pool's highlighted budget
     (``evaluation.highlight``)."""
 
     def read(name: str) -> pd.DataFrame:
         return pd.read_csv(results / name)
 
-    routers, mode = cfg.policy.orchestrator, cfg.policy.mode
+    routers, mode = profile.policy.orchestrator, profile.policy.mode
     served = served_experts(read("universe.csv")) if (results / "universe.csv").exists() else {}
     written = {
         "claims": lambda: claims_front(read("claims.csv")),
@@ -324,7 +324,7 @@ def tables(results: Path, cfg) -> dict[str, object]:
         "mmlu-pro-routers": lambda: router_table(read("table1.csv"), ["pro-open", "pro-all"]),
         "mmlu-pro-experts": lambda: single_table(read("table1.csv"), "pro-all"),
         "mmlu-pro-strategies": lambda: strategy_table(read("strategies.csv"), "pro-all"),
-        "selfplay-vs-full": lambda: training_set_table(read("selfplay_vs_full.csv"), cfg.evaluation.highlight),
+        "selfplay-vs-full": lambda: training_set_table(read("selfplay_vs_full.csv"), profile.evaluation.highlight),
         **{
             f"policy-cv-{pool}": lambda pool=pool: cv_table(
                 [read(f"bench_policy_cv_{pool}_0.6_{t}.csv") for t in TRAINING_SETS]
@@ -353,11 +353,11 @@ def value(spec: str, results: Path) -> str:
     return form.format(*[rows.iloc[0][c.strip()] for c in columns.split(",")])
 
 
-def fill(text: str, results: Path, cfg) -> str:
+def fill(text: str, results: Path, profile: Profile) -> str:
     """``text`` with every results block and every prose value rewritten from the files (``tables``, ``value``;
-    for profile ``cfg``); an unknown block name is an error."""
+    for profile); an unknown block name is an error."""
     names = {m["name"] for m in BLOCK.finditer(text)}
-    writers = tables(results, cfg) if names else {}
+    writers = tables(results, profile) if names else {}
     unknown = sorted(names - set(writers))
     if unknown:
         raise ValueError(f"README blocks {unknown} name no table; known: {sorted(writers)}")

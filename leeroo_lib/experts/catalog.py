@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..config import Profile
 from ..data.files import verify_data_file
 
 # Recorded suites: name -> catalog file under data/.
@@ -69,13 +70,13 @@ def load_experts(data_dir: Path | None = None, suite: str = "recorded") -> list[
     ]
 
 
-def load_catalog(cfg=None, data_dir: Path | None = None) -> list[Expert]:
-    """Every recorded suite, or, given a profile ``cfg``, those of its ``benchmarks`` plus its live
+def load_catalog(profile: Profile | None = None, data_dir: Path | None = None) -> list[Expert]:
+    """Every recorded suite, or, given a profile, those of its ``benchmarks`` plus its live
     experts (scored on MMLU); names are unique."""
-    suites = [s for s in SUITES if cfg is None or SUITE_BENCHMARK[s] in cfg.benchmarks]
+    suites = [s for s in SUITES if profile is None or SUITE_BENCHMARK[s] in profile.benchmarks]
     catalog = [e for suite in suites for e in load_experts(data_dir, suite)]
-    if cfg is not None:
-        catalog += live_experts(cfg)
+    if profile is not None:
+        catalog += live_experts(profile)
     names = pd.Series([e.name for e in catalog])
     if names.duplicated().any():
         raise ValueError(
@@ -123,13 +124,13 @@ def accuracy_table(scores: pd.DataFrame, catalog: list[Expert]) -> pd.DataFrame:
     )
 
 
-def live_experts(cfg) -> list[Expert]:
+def live_experts(profile: Profile) -> list[Expert]:
     """Catalog entries of the profile's live experts (scored in notebook 01 through lm-eval).
 
     Their price and size class come from the profile's ``scoring.live_experts`` entries; like any
     expert they enter a pool when the pool names them as candidates and the universe serves them.
     """
-    settings = cfg.scoring
+    settings = profile.scoring
     return [
         Expert(
             name=e.name,

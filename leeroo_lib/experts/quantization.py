@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..config import Profile
 from ..data.benchmarks import MMLU_LETTERS
 from .scoring import live_sample, load_expert_model, safe_name, score_job, scores_path, select_questions
 
@@ -20,18 +21,18 @@ REFERENCE = "fp32"
 LOGLIKS = [f"loglik_{c}" for c in MMLU_LETTERS]
 
 
-def precision_path(cfg, entry, precision: str):
+def precision_path(profile: Profile, entry, precision: str):
     """The score file of one live expert at one precision: its live score file at the precision it is scored at."""
     if entry.load_in_4bit == PRECISIONS[precision]:
-        return scores_path(cfg, entry.name)
-    return cfg.output_path("data", "scores", "quantization", f"{safe_name(entry.name)}.{precision}.parquet")
+        return scores_path(profile, entry.name)
+    return profile.output_path("data", "scores", "quantization", f"{safe_name(entry.name)}.{precision}.parquet")
 
 
-def quantization_sample(cfg, questions: pd.DataFrame, among: pd.Index | None = None) -> pd.DataFrame:
+def quantization_sample(profile: Profile, questions: pd.DataFrame, among: pd.Index | None = None) -> pd.DataFrame:
     """``scoring.quantization.questions_per_subject`` of each subject (all when None), drawn (seeded)
     from the live experts' own sample, so the comparison reads questions the profile scores anyway."""
-    per_subject = cfg.scoring.quantization.questions_per_subject
-    return select_questions(live_sample(cfg, questions, among), per_subject, cfg.seed)
+    per_subject = profile.scoring.quantization.questions_per_subject
+    return select_questions(live_sample(profile, questions, among), per_subject, profile.seed)
 
 
 def compare(rows: dict[str, pd.DataFrame], reference: pd.DataFrame) -> list[dict]:
@@ -54,27 +55,27 @@ def compare(rows: dict[str, pd.DataFrame], reference: pd.DataFrame) -> list[dict
     return out
 
 
-def quantization_table(cfg, questions: pd.DataFrame, among: pd.Index | None = None) -> pd.DataFrame:
+def quantization_table(profile: Profile, questions: pd.DataFrame, among: pd.Index | None = None) -> pd.DataFrame:
     """One row per in-process live expert and precision of ``scoring.quantization.precisions``:
     expert, precision, n_questions, accuracy, same_letter_share and loglik_corr (against fp32 on the
     same questions), memory_mb (the loaded model's footprint) and seconds (scoring time, no loading).
 
     The precision the expert is live-scored at reads its rows from the live score file (the questions are drawn
     from that sample), so notebook 01 scores each of those questions once."""
-    settings = cfg.scoring.quantization
-    picked = quantization_sample(cfg, questions, among)
+    settings = profile.scoring.quantization
+    picked = quantization_sample(profile, questions, among)
     table = []
-    for entry in cfg.scoring.live_experts:
+    for entry in profile.scoring.live_experts:
         if entry.backend != "hf":
             continue  # a served expert's precision is the server's
         rows, memory = {}, {}
         for precision in settings.precisions:
             at_precision = entry.model_copy(update={"load_in_4bit": PRECISIONS[precision]})
             # loaded even when every row is stored: its footprint is part of the table
-            lm = load_expert_model(at_precision, cfg.scoring.batch_size, cfg.device)
+            lm = load_expert_model(at_precision, profile.scoring.batch_size, profile.device)
             memory[precision] = lm.model.get_memory_footprint() / 2**20
             rows[precision] = score_job(
-                cfg, questions, at_precision, picked, precision_path(cfg, entry, precision), model=lm
+                profile, questions, at_precision, picked, precision_path(profile, entry, precision), model=lm
             )
             del lm
         for row in compare(rows, rows[REFERENCE]):

@@ -38,7 +38,7 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
-from ..config import LiveExpert
+from ..config import LiveExpert, Profile
 from ..data.benchmarks import MMLU_LETTERS
 from ..data.embeddings import no_loading_bar
 from .catalog import protocol
@@ -481,23 +481,27 @@ def score_expert(
     return mine.sort_values(["subject", "idx"]).reset_index(drop=True)
 
 
-def live_sample(cfg, questions: pd.DataFrame, among: pd.Index | None = None, subjects=None) -> pd.DataFrame:
+def live_sample(
+    profile: Profile, questions: pd.DataFrame, among: pd.Index | None = None, subjects=None
+) -> pd.DataFrame:
     """The questions the profile's live experts are scored on (``scoring.questions_per_subject`` of
     each of ``subjects``, default ``scoring.subjects``), seeded, drawn from ``among``."""
-    settings = cfg.scoring
-    return select_questions(questions, settings.questions_per_subject, cfg.seed, subjects or settings.subjects, among)
+    settings = profile.scoring
+    return select_questions(
+        questions, settings.questions_per_subject, profile.seed, subjects or settings.subjects, among
+    )
 
 
-def scores_path(cfg, name: str, shard: tuple[int, int] | None = None) -> Path:
+def scores_path(profile: Profile, name: str, shard: tuple[int, int] | None = None) -> Path:
     """Where a live expert's rows are stored: one file per expert, and one per shard of a fanned-out run."""
     if shard is None:
-        return cfg.output_path("data", "scores", f"{safe_name(name)}.parquet")
-    return shard_folder(cfg, name) / "{}-of-{}.parquet".format(*shard)
+        return profile.output_path("data", "scores", f"{safe_name(name)}.parquet")
+    return shard_folder(profile, name) / "{}-of-{}.parquet".format(*shard)
 
 
-def shard_folder(cfg, name: str) -> Path:
+def shard_folder(profile: Profile, name: str) -> Path:
     """The folder of one live expert's shard files (created)."""
-    folder = cfg.output_root / "data" / "scores" / "shards" / safe_name(name)
+    folder = profile.output_root / "data" / "scores" / "shards" / safe_name(name)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -524,35 +528,37 @@ def score_job(
     )
 
 
-def score_live_experts(cfg, questions: pd.DataFrame, among: pd.Index | None = None) -> dict[str, pd.DataFrame]:
+def score_live_experts(
+    profile: Profile, questions: pd.DataFrame, among: pd.Index | None = None
+) -> dict[str, pd.DataFrame]:
     """Score each live expert of the profile's ``scoring`` block on its question sample; each
     expert's rows go to ``<output root>/data/scores/<expert>.parquet`` and resume from there."""
-    picked = live_sample(cfg, questions, among)
-    for entry in cfg.scoring.live_experts:  # fail early on a bad setting, before any model loads
-        protocol(cfg.scoring.num_fewshot, cfg.scoring.task, entry.method)
+    picked = live_sample(profile, questions, among)
+    for entry in profile.scoring.live_experts:  # fail early on a bad setting, before any model loads
+        protocol(profile.scoring.num_fewshot, profile.scoring.task, entry.method)
     return {
-        entry.name: score_job(cfg, questions, entry, picked, scores_path(cfg, entry.name))
-        for entry in cfg.scoring.live_experts
+        entry.name: score_job(profile, questions, entry, picked, scores_path(profile, entry.name))
+        for entry in profile.scoring.live_experts
     }
 
 
-def merge_shards(cfg, name: str) -> pd.DataFrame:
+def merge_shards(profile: Profile, name: str) -> pd.DataFrame:
     """Join the shard files of one expert (all ``i-of-n`` for one ``n``) and the rows already in its
     score file into that file; a question scored twice keeps one row. Returns the merged rows."""
-    folder = shard_folder(cfg, name)
+    folder = shard_folder(profile, name)
     shards = sorted(folder.glob("*-of-*.parquet"))
     counts = {int(p.stem.split("-of-")[1]) for p in shards}
     if len(counts) != 1:
         raise FileNotFoundError(
             f"{folder} holds no shard files of one run (found {[p.name for p in shards]}); run every "
-            f"`leeroo score --profile {cfg.name} --expert '{name}' --shard i/n` first"
+            f"`leeroo score --profile {profile.name} --expert '{name}' --shard i/n` first"
         )
     n = counts.pop()
-    missing = [i for i in range(n) if not scores_path(cfg, name, (i, n)).is_file()]
+    missing = [i for i in range(n) if not scores_path(profile, name, (i, n)).is_file()]
     if missing:
         raise FileNotFoundError(f"shards {missing} of {n} of '{name}' are not stored in {folder}: run them first")
-    path = scores_path(cfg, name)
-    parts = [read_scores(path), *(read_scores(scores_path(cfg, name, (i, n))) for i in range(n))]
+    path = scores_path(profile, name)
+    parts = [read_scores(path), *(read_scores(scores_path(profile, name, (i, n))) for i in range(n))]
     merged = pd.concat([p for p in parts if len(p)], ignore_index=True)
     if merged["protocol"].nunique() > 1:
         raise ValueError(
@@ -563,17 +569,17 @@ def merge_shards(cfg, name: str) -> pd.DataFrame:
     return merged
 
 
-def run_job(cfg, expert: str, subjects=None, shard: tuple[int, int] | None = None) -> Path:
+def run_job(profile: Profile, expert: str, subjects=None, shard: tuple[int, int] | None = None) -> Path:
     """One scoring job (``leeroo score``): a live expert of a profile on its question sample, or on one
     shard of it, into its own resumable file; returns the file."""
     from ..data.benchmarks import load_mmlu
     from ..data.suites import load_recorded_scores
 
-    entry = cfg.live_expert(expert)
+    entry = profile.live_expert(expert)
     questions = load_mmlu()
-    picked = shard_of(live_sample(cfg, questions, load_recorded_scores().index, subjects), shard)
-    path = scores_path(cfg, expert, shard)
-    scored = score_job(cfg, questions, entry, picked, path)
+    picked = shard_of(live_sample(profile, questions, load_recorded_scores().index, subjects), shard)
+    path = scores_path(profile, expert, shard)
+    scored = score_job(profile, questions, entry, picked, path)
     print(f"{expert}: {len(scored)} questions in {path}, accuracy {scored['correct'].mean():.3f}")
     return path
 
