@@ -25,7 +25,8 @@ import httpx
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1"}
 LOG_TAIL_CHARS = 3000
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-STOP_TIMEOUT_S = 10  # a server that ignores SIGTERM this long gets SIGKILL
+# a server that ignores SIGTERM this long gets SIGKILL (transformers serve waits out an answer in flight)
+STOP_TIMEOUT_S = 5
 
 
 def _die_with_parent() -> None:

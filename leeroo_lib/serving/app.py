@@ -329,7 +329,7 @@ def serve_orchestrator(
 def exit_at_once() -> None:
     """End the process once the service and its experts have stopped. The interpreter's own exit then waited
     8-10 s more when the experts had been mid-answer (in a native thread, no Python frame: LiteLLM's HTTP
-    bridge is the native client here), past the 15 s bound; everything the service holds is closed by now."""
+    bridge is the native client here), past the shutdown bound; everything the service holds is closed by now."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
