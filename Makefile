@@ -3,6 +3,7 @@
 #   make serve [PROFILE=...]                   the orchestrator as an OpenAI-compatible service (Ctrl-C stops it)
 #   make test                                  ruff, unit tests (the notebooks run by papermill into a fresh folder, smoke), nbval over that run
 #   make route QUESTIONS=f.csv BUDGET=0.6 POOL=open   route a file of questions with the saved orchestrator (POOL: one of the profile's pools; MMLU-Pro questions: pro-open)
+#   make cv [GOAL=1]                           cross-validate the cheap policies inside the training split (leeroo cv)
 # Conda: `conda env create -f environment.yml && conda activate leeroo`, then the same targets run in that
 # environment (VENV is its prefix) and add what conda's pip cannot install: the data and model packages.
 #   make lab [ARGS="--allow-root --port 8888"] JupyterLab on the notebooks, ARGS passed to jupyter lab
@@ -35,7 +36,7 @@ LIB := $(wildcard leeroo_lib/*.py leeroo_lib/*/*.py leeroo_lib/*/*/*.py) configs
 OFFLINE_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 RUN_ENV := $(if $(filter paper,$(PROFILE)),,$(OFFLINE_ENV))
 
-.PHONY: venv check-profile reproduce test lab serve route benchmarks clean-results
+.PHONY: venv check-profile reproduce test lab serve route cv benchmarks clean-results
 .DELETE_ON_ERROR:
 
 venv: $(VENV)/.installed
@@ -100,6 +101,13 @@ serve: check-profile $(RUN_DIR)/04_policy.ipynb
 # Questions of one's own (.csv or .jsonl: question, choices, optional subject) through the saved orchestrator.
 route: check-profile $(RUN_DIR)/04_policy.ipynb
 	$(RUN_ENV) $(LEEROO) route --profile $(PROFILE) --questions $(QUESTIONS) --budget $(BUDGET) $(if $(POOL),--pool $(POOL))
+
+# The cross-validation inside the training split that chose the saved orchestrator's policies
+# (policy.orchestrator, policy.train_on): goal GOAL of the profile's evaluation.goals, on both training sets.
+GOAL ?= 0
+cv: check-profile $(RUN_DIR)/03_selfplay.ipynb
+	$(RUN_ENV) $(LEEROO) cv --profile $(PROFILE) --goal $(GOAL) --train-on full
+	$(RUN_ENV) $(LEEROO) cv --profile $(PROFILE) --goal $(GOAL) --train-on selfplay
 
 # Speed and memory figures, printed; the routing benchmark reads the orchestrator notebook 04 saved.
 benchmarks: check-profile $(RUN_DIR)/04_policy.ipynb

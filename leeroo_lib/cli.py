@@ -4,6 +4,7 @@
     leeroo score --profile P --expert NAME      score one live expert through lm-eval (--shard I/N, --merge)
     leeroo route --profile P --questions F      route a CSV/JSONL of questions with the saved orchestrator
     leeroo serve --profile P                    the orchestrator behind an OpenAI-compatible service
+    leeroo cv --profile P [--train-on T]        cross-validate the cheap policies inside the training split
     leeroo report [--check]                     rewrite the README's and docs/'s results from results/
 
 Each subcommand imports what it needs when it runs, so ``leeroo --help`` answers at once.
@@ -74,6 +75,15 @@ def route(args: argparse.Namespace) -> int:
     return 0
 
 
+def cv(args: argparse.Namespace) -> int:
+    from .config import load_profile
+    from .evaluation.policy_cv import cross_validate
+
+    path = cross_validate(load_profile(args.profile), args.folds, args.goal, args.train_on)
+    print(f"written to {path}")
+    return 0
+
+
 def serve(args: argparse.Namespace) -> int:
     from .serving.app import serve as run_service
 
@@ -101,7 +111,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="leeroo",
         description="Cost-aware routing of questions to LLM experts (the Leeroo Orchestrator, arXiv 2401.13979).",
-        epilog="\n".join(__doc__.splitlines()[2:8]),
+        epilog="\n".join(__doc__.splitlines()[2:9]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -154,6 +164,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=None, help=PROFILE_HELP)
     p.add_argument("--port", type=int, default=None, help="port of the service (default: the endpoints file's)")
     p.set_defaults(run=serve)
+
+    p = commands.add_parser(
+        "cv",
+        help="cross-validate the cheap policies inside the training split (how the saved orchestrator's are chosen)",
+        description="5-fold cross-validation inside the training split of one of the profile's goals: each cheap "
+        "policy's per-question signal and its accuracy at the goal's budget against the reference; the test "
+        "split is never read. Reads what notebooks 01-03 wrote; writes results/bench_policy_cv_<pool>_<budget>_"
+        "<training set>.csv.",
+    )
+    p.add_argument("--profile", default=None, help=PROFILE_HELP)
+    p.add_argument("--folds", type=int, default=5, help="folds, grouped by question text (default 5)")
+    p.add_argument("--goal", type=int, default=0, help="which of the profile's evaluation.goals (default: the first)")
+    p.add_argument(
+        "--train-on", choices=["full", "selfplay"], default=None, help="the training set (default: the profile's)"
+    )
+    p.set_defaults(run=cv)
 
     p = commands.add_parser("report", help="rewrite the README's and docs/'s results from the files under results/")
     p.add_argument("--profile", default=None, help=PROFILE_HELP)

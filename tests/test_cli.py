@@ -1,4 +1,4 @@
-"""The `leeroo` command line: each subcommand's help and `leeroo route` from a file to the routes."""
+"""The `leeroo` command line: each subcommand's help, `leeroo route` from a file to the routes, `leeroo cv`'s checks."""
 
 import json
 import subprocess
@@ -13,7 +13,7 @@ from leeroo_lib.data.benchmarks import read_questions
 from leeroo_lib.routing.orchestrator import Orchestrator
 from leeroo_lib.routing.policies.baselines import SubjectPolicy
 
-SUBCOMMANDS = ["check-profile", "score", "route", "serve", "report"]
+SUBCOMMANDS = ["check-profile", "score", "route", "serve", "cv", "report"]
 COSTS = pd.Series({"cheap": 0.1, "dear": 1.0})
 
 
@@ -73,3 +73,8 @@ def test_a_questions_file_without_choices_is_named(tmp_path):
     path.write_text('question,choices\nWhat is 2 + 2?,"[""4"", ""5""]"\n')
     read = read_questions(path)
     assert read.loc[0, "choices"] == ["4", "5"] and read.loc[0, "subject"] == "" and len(read.loc[0, "qkey"]) == 16
+
+
+def test_cv_names_a_goal_the_profile_does_not_have(capsys):
+    assert cli.main(["cv", "--profile", "smoke", "--goal", "9"]) == 2
+    assert "goal 9 is not one of the profile's evaluation.goals (0 to 3)" in capsys.readouterr().err

@@ -13,8 +13,9 @@ import sys
 import pandas as pd
 import pytest
 
-from leeroo_lib.config import OUTPUT_DIR_ENV, PROFILE_ENV, ROOT
+from leeroo_lib.config import OUTPUT_DIR_ENV, PROFILE_ENV, ROOT, load_profile
 from leeroo_lib.evaluation.claims import VERDICTS, verdict
+from leeroo_lib.evaluation.policy_cv import CANDIDATES, cross_validate
 
 NOTEBOOKS = [
     "01_expert_scoring",
@@ -156,6 +157,17 @@ def test_08_decides_each_claim(run):
     assert on_par["verdict"] == verdict("within", on_par["ci_low"], on_par["ci_high"], margin=1.0)
     assert on_par["redrawn_splits"].endswith("of 2")  # evaluation.redraw: two seeds on smoke
     assert "no per-question record of gpt-3.5" in claims.loc[("C4", "mmlu"), "reason"]
+
+
+def test_the_cross_validation_reads_what_notebooks_01_to_03_wrote_and_never_the_test_split(run, monkeypatch):
+    _, root = run
+    monkeypatch.setenv(OUTPUT_DIR_ENV, str(root))
+    path = cross_validate(load_profile("smoke"), folds=2, goal_number=1, train_on="full")  # pro-open at 0.6
+    table = pd.read_csv(path).set_index("policy")
+    assert list(table.index) == CANDIDATES and (table["pool"] == "pro-open").all()
+    assert table["auc"].between(0, 1).all() and (table["auc"] > 0.5).any()  # some policy reads the questions
+    splits = pd.read_csv(root / "data" / "splits" / "splits.csv")
+    assert table["judged_rows"].iloc[0] <= (splits["split"] == "train").sum()
 
 
 def test_07_answers_through_the_service(run):

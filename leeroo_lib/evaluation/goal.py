@@ -1,6 +1,6 @@
 """A goal (one of the profile's ``evaluation.goals``): routers against the reference expert at one budget, on the
 same questions, in both allocation modes, with a paired bootstrap interval of the difference. Notebook 04
-judges it on the test split, ``benchmarks/policy_cv.py`` on held-out folds of the training split.
+judges it on the test split, ``leeroo cv`` on held-out folds of the training split.
 ``sequential_orders`` measures how much the paper's sequential rule owes to the order the questions arrive in."""
 
 from __future__ import annotations

@@ -193,7 +193,7 @@ def training_set_table(comparison: pd.DataFrame, highlight: dict[str, float]) ->
 
 
 def cv_table(runs: list[pd.DataFrame]) -> pd.DataFrame:
-    """Cross-validation inside the training split (``benchmarks/policy_cv.py``, one file per training set): per
+    """Cross-validation inside the training split (``leeroo cv``, one file per training set): per
     policy and training set, the signal and the points over the goal's reference at its budget in both modes."""
     rows = pd.concat(runs, ignore_index=True)
     return pd.DataFrame(

@@ -188,7 +188,7 @@ class StackedPolicy(Policy):
     elsewhere, e.g. on another suite's questions, would only add noise). It learns from the bases'
     out-of-fold predictions (``inner_folds`` over the fitted rows, seeded), so it weighs them as they do on
     unseen questions; then the bases are refitted on every row. Chosen by 5-fold cross-validation inside the
-    training split (``benchmarks/policy_cv.py``). ``train_questions`` caps the questions fit reads (those
+    training split (``leeroo cv``). ``train_questions`` caps the questions fit reads (those
     with the most measured experts first; None: all)."""
 
     def __init__(

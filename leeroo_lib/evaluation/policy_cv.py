@@ -10,7 +10,7 @@ the self-play loop paid for on the four folds (notebook 03), judged on the fifth
 the profile's ``policy.train_on`` is chosen. Printed, and written to
 ``results/bench_policy_cv_<pool>_<budget>_<training set>.csv``.
 
-    python benchmarks/policy_cv.py [--profile cpu] [--folds 5] [--goal 0] [--train-on full|selfplay]
+    leeroo cv [--profile cpu] [--folds 5] [--goal 0] [--train-on full|selfplay]     (make cv: both training sets)
 
 Reads what notebooks 01-03 wrote for the profile (score matrix, splits, universe, training set, the
 embeddings cache). The encoder policy is left out: on 2 CPU cores one fit costs minutes, five of them
@@ -19,65 +19,67 @@ about half an hour (a single held-out fold is in the README).
 
 from __future__ import annotations
 
-import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold
+from tqdm.auto import tqdm
 
-from leeroo_lib.config import TRAINING_SET_ARTIFACT, TRAINING_SETS, load_profile
-from leeroo_lib.data.benchmarks import load_questions
-from leeroo_lib.data.embeddings import CachedSentenceEmbedder
-from leeroo_lib.evaluation.goal import goal_evaluation
-from leeroo_lib.evaluation.policy_signal import policy_signal
-from leeroo_lib.experts.catalog import expert_costs, get_experts, load_catalog
-from leeroo_lib.routing.policies import build, score_targets, training_questions
-from leeroo_lib.routing.pools import served_experts, served_union
+from ..config import TRAINING_SET_ARTIFACT, Profile
+from ..data.benchmarks import load_questions
+from ..data.embeddings import CachedSentenceEmbedder
+from ..experts.catalog import expert_costs, get_experts, load_catalog
+from ..routing.policies import build, score_targets, training_questions
+from ..routing.pools import served_experts, served_union
+from .goal import goal_evaluation
+from .policy_signal import policy_signal
 
 # by their names in config.PolicySettings.KINDS; the logistic probe is the stacked policy's, alone
 CANDIDATES = ["best-single-expert", "subject-best", "knn", "mf", "logistic-probe", "leeroo-stacked"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--goal", type=int, default=0, help="which of the profile's evaluation.goals")
-    parser.add_argument("--train-on", choices=TRAINING_SETS, help="the policies' training set (default: the profile's)")
-    args = parser.parse_args()
-
-    cfg = load_profile(args.profile)
-    goal = cfg.evaluation.goals[args.goal]
-    benchmark = cfg.pools[goal.pool].benchmark
-    pools = served_experts(pd.read_csv(cfg.require("universe")))
+def cross_validate(profile: Profile, folds: int = 5, goal_number: int = 0, train_on: str | None = None) -> Path:
+    """Cross-validate ``CANDIDATES`` in ``folds`` folds on goal ``goal_number`` of the profile's
+    ``evaluation.goals``, each policy fitted on ``train_on`` (default: the profile's ``policy.train_on``);
+    prints the table and returns the CSV it wrote."""
+    goals = profile.evaluation.goals
+    if folds < 2:
+        raise ValueError(f"folds must be 2 or more, got {folds}")
+    if not 0 <= goal_number < len(goals):
+        raise ValueError(f"goal {goal_number} is not one of the profile's evaluation.goals (0 to {len(goals) - 1})")
+    goal = goals[goal_number]
+    benchmark = profile.pools[goal.pool].benchmark
+    pools = served_experts(pd.read_csv(profile.require("universe")))
     members = pools[goal.pool]
-    union = served_union(pools, cfg.pools_of(benchmark))  # what notebook 04 fits the benchmark's policy on
-    costs = expert_costs(get_experts(members, load_catalog(cfg)))
-    splits = pd.read_csv(cfg.require("splits"))
-    training_set = pd.read_parquet(cfg.require("training_set"))[union]
-    train_on = args.train_on or cfg.policy.train_on
-    fitted_on = pd.read_parquet(cfg.require(TRAINING_SET_ARTIFACT[train_on])).reindex(columns=union)
-    questions = training_questions(load_questions(benchmark), training_set, splits, None, cfg.seed).reset_index(
+    union = served_union(pools, profile.pools_of(benchmark))  # what notebook 04 fits the benchmark's policy on
+    costs = expert_costs(get_experts(members, load_catalog(profile)))
+    splits = pd.read_csv(profile.require("splits"))
+    training_set = pd.read_parquet(profile.require("training_set"))[union]
+    train_on = train_on or profile.policy.train_on
+    fitted_on = pd.read_parquet(profile.require(TRAINING_SET_ARTIFACT[train_on])).reindex(columns=union)
+    questions = training_questions(load_questions(benchmark), training_set, splits, None, profile.seed).reset_index(
         drop=True
     )
-    embedder = CachedSentenceEmbedder(cfg.artifact("embeddings"), max_length=cfg.policy.embedding_max_length)
+    embedder = CachedSentenceEmbedder(profile.artifact("embeddings"), max_length=profile.policy.embedding_max_length)
     embedder.embed(questions)
-    folds = list(GroupKFold(args.folds, shuffle=True, random_state=cfg.seed).split(questions, groups=questions["qkey"]))
+    splitter = GroupKFold(folds, shuffle=True, random_state=profile.seed)
+    parts = list(splitter.split(questions, groups=questions["qkey"]))
     outcomes = score_targets(questions, training_set[members])
     judged = outcomes.notna().all(axis=1).to_numpy()
     print(
-        f"{args.profile}: {len(questions):,} training questions, {args.folds} folds; pool {goal.pool} "
+        f"{profile.name}: {len(questions):,} training questions, {folds} folds; pool {goal.pool} "
         f"({len(members)} experts), {judged.sum():,} rows with all of them measured; budget {goal.budget}, "
         f"reference {goal.reference or 'the best single expert it affords'}; policies fitted on {train_on}"
     )
     rows = []
-    for name in CANDIDATES:
+    for name in tqdm(CANDIDATES, desc="policies"):
         start = time.perf_counter()
         proba = pd.DataFrame(np.nan, index=questions.index, columns=members)
         signal = []
-        for fit_rows, held_out in folds:
-            policy = build(name, cfg.policy, device=cfg.device, seed=cfg.seed, embedder=embedder)
+        for fit_rows, held_out in parts:
+            policy = build(name, profile.policy, device=profile.device, seed=profile.seed, embedder=embedder)
             part = questions.iloc[fit_rows]
             policy.fit(part[pd.MultiIndex.from_frame(part[["subject", "idx"]]).isin(fitted_on.index)], fitted_on)
             part = questions.iloc[held_out]
@@ -91,7 +93,7 @@ def main() -> None:
             "seconds": round(time.perf_counter() - start, 1),
         }
         result = goal_evaluation(
-            {name: proba}, outcomes, costs, members, reference=goal.reference, budget=goal.budget, seed=cfg.seed
+            {name: proba}, outcomes, costs, members, reference=goal.reference, budget=goal.budget, seed=profile.seed
         )
         for _, goal_row in result.table.iterrows():
             row[f"{goal_row['mode']} accuracy"] = round(goal_row["accuracy"], 4)
@@ -99,7 +101,6 @@ def main() -> None:
                 f"{goal_row['points over reference']:+.1f} [{goal_row['CI low']:+.1f}, {goal_row['CI high']:+.1f}]"
             )
         rows.append(row)
-        print(pd.Series(row).to_string(), "\n", flush=True)
     print(f"{result.reference_name} alone on those rows: {result.reference.mean():.4f}")
     table = pd.DataFrame(rows).assign(
         pool=goal.pool,
@@ -109,10 +110,6 @@ def main() -> None:
         judged_rows=int(judged.sum()),
     )
     print(table.set_index("policy").to_string())
-    path = cfg.output_path("results", f"bench_policy_cv_{goal.pool}_{goal.budget:g}_{train_on}.csv")
+    path = profile.output_path("results", f"bench_policy_cv_{goal.pool}_{goal.budget:g}_{train_on}.csv")
     table.to_csv(path, index=False)
-    print(f"written to {path}")
-
-
-if __name__ == "__main__":
-    main()
+    return path
