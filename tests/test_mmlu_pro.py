@@ -21,6 +21,7 @@ from leeroo_lib.evaluation.goal import goal_evaluation
 from leeroo_lib.experts.catalog import expert_costs, load_catalog, load_experts
 from leeroo_lib.routing.orchestrator import Orchestrator
 from leeroo_lib.routing.policies.baselines import SubjectPolicy
+from leeroo_lib.routing.pools import pool_members
 from leeroo_lib.routing.universe import chance_oracle
 
 LLAMA2_7B = "meta-llama/Llama-2-7b-hf (MMLU-Pro)"
@@ -109,10 +110,10 @@ def test_the_split_of_mmlu_pro_is_drawn_from_every_question_its_full_experts_ans
 def test_a_pool_takes_only_experts_of_its_benchmark():
     catalog = load_catalog(load_profile("cpu"))
     pools = load_profile("cpu").pools
-    assert len(pools["pro-open"].members(catalog)) == 27 and len(pools["pro-all"].members(catalog)) == 29
+    assert len(pool_members(pools["pro-open"], catalog)) == 27 and len(pool_members(pools["pro-all"], catalog)) == 29
     mixed = Pool(name="mixed", benchmark="mmlu", candidates={"suites": ["recorded", "mmlu_pro"]})
     with pytest.raises(ValueError, match=r"pool 'mixed' routes mmlu questions, but its candidates .*\(mmlu_pro\)"):
-        mixed.members(catalog)
+        pool_members(mixed, catalog)
 
 
 def test_a_profile_routing_a_benchmark_it_leaves_out_is_refused():

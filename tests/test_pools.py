@@ -9,7 +9,7 @@ from leeroo_lib.experts.catalog import load_catalog
 from leeroo_lib.routing.orchestrator import Orchestrator
 from leeroo_lib.routing.policies import score_targets
 from leeroo_lib.routing.policies.baselines import PriorPolicy
-from leeroo_lib.routing.pools import choose_universe, served_experts, served_union
+from leeroo_lib.routing.pools import choose_universe, pool_members, served_experts, served_union
 
 GPT4 = "openai/gpt-4-1106-preview"
 
@@ -30,16 +30,16 @@ def test_pools_come_from_the_profile(setting):
     pools = setting["cfg"].pools
     assert list(pools) == ["open", "mix", "frontier", "live", "pro-open", "pro-all"]
     catalog = setting["catalog"]
-    open_candidates = pools["open"].members(catalog)
+    open_candidates = pool_members(pools["open"], catalog)
     assert GPT4 not in open_candidates and "SmolLM2-135M-Instruct (live)" in open_candidates
-    assert not any(name.endswith("(HELM)") for name in pools["mix"].members(catalog))
-    assert len(pools["frontier"].members(catalog)) == 8
+    assert not any(name.endswith("(HELM)") for name in pool_members(pools["mix"], catalog))
+    assert len(pool_members(pools["frontier"], catalog)) == 8
     assert pools["open"].universe.min_coverage == setting["cfg"].universe.min_coverage
 
 
 def test_a_pool_naming_an_unknown_expert_says_so(setting):
     with pytest.raises(ValueError, match=r"pool 'mine' names unknown expert\(s\) \['gpt-5'\]"):
-        Pool(name="mine", candidates={"names": ["gpt-5"]}).members(setting["catalog"])
+        pool_members(Pool(name="mine", candidates={"names": ["gpt-5"]}), setting["catalog"])
 
 
 def test_the_universe_never_reads_a_test_question(setting):
@@ -83,7 +83,7 @@ def test_cost_aware_universe_keeps_its_summed_price(setting):
     pool = Pool(
         name="frontier",
         candidates={"suites": ["helm"]},
-        universe={"rule": "cost_aware", "budget": 12.0, "min_coverage": 0.5},
+        universe={"rule": "cost_aware", "price_cap": 12.0, "min_coverage": 0.5},
     )
     table = choose_universe(setting["scores"], setting["splits"], pool, setting["catalog"])
     served = table[table["served"] == 1]

@@ -16,7 +16,7 @@ from leeroo_lib.routing.selfplay import (
     GREEDY,
     STRATEGIES,
     UNIFORM,
-    PoolGenerator,
+    QuestionPoolGenerator,
     ReplayEvaluator,
     SelfPlayLoop,
     choose_experts,
@@ -55,7 +55,7 @@ def setting(questions, recorded):
 def make_loop(setting, strategy=GREEDY, seed=0, pool=None, max_evaluations=None):
     return SelfPlayLoop(
         strategy,
-        PoolGenerator(setting["pool"] if pool is None else pool, seed=seed),
+        QuestionPoolGenerator(setting["pool"] if pool is None else pool, seed=seed),
         ReplayEvaluator(setting["scores"], setting["splits"]),
         setting["experts"],
         lambda s: LogisticProbePolicy(HashEmbedder(), seed=s),
@@ -171,9 +171,9 @@ def test_selection_prefers_questions_the_experts_split_on(setting):
             return pd.DataFrame({"a": np.where(split, 0.9, 0.5), "b": np.where(split, 0.1, 0.5)}, index=questions.index)
 
     two = pool[pool["subject"].isin(subjects)]
-    picked = PoolGenerator(two, select=True, seed=0).propose(4, Split())
+    picked = QuestionPoolGenerator(two, select=True, seed=0).propose(4, Split())
     assert (picked["subject"] == subjects[0]).all()
-    random_order = PoolGenerator(two, select=False, seed=0).propose(4, Split())
+    random_order = QuestionPoolGenerator(two, select=False, seed=0).propose(4, Split())
     assert set(random_order["subject"]) == set(subjects)
 
 
@@ -185,7 +185,7 @@ def test_new_expert_is_decided_on_the_loops_own_evaluations(setting):
     new = "openai/gpt-4-1106-preview"
     loop = SelfPlayLoop(
         GREEDY,
-        PoolGenerator(setting["pool"], seed=0),
+        QuestionPoolGenerator(setting["pool"], seed=0),
         ReplayEvaluator(setting["scores"], setting["splits"]),
         [e for e in experts if e != new],
         lambda s: SubjectPolicy(seed=s),

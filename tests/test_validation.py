@@ -240,7 +240,7 @@ def bad_profile(tmp_path, monkeypatch, change) -> str:
     change(settings)
     settings["name"] = "typo"
     (tmp_path / "typo.yaml").write_text(yaml.safe_dump(settings))
-    monkeypatch.setattr(config, "CONFIG_DIR", tmp_path)
+    monkeypatch.setattr(config.loader, "CONFIG_DIR", tmp_path)
     return "typo"
 
 
@@ -274,7 +274,7 @@ def bad_profile(tmp_path, monkeypatch, change) -> str:
         ),
         (
             lambda s: s["pools"]["mix"]["universe"].update(rule="cost_aware"),
-            r"pools\.mix\.universe: the cost_aware rule, and only it, takes a budget",
+            r"pools\.mix\.universe: the cost_aware rule, and only it, takes a price_cap",
         ),
         (
             lambda s: s["pools"]["mix"]["universe"].update(rule="greedyy"),
@@ -298,7 +298,7 @@ def test_a_profile_that_does_not_fit_the_schema_names_file_key_and_known_keys(tm
 
 def test_a_profile_that_is_not_a_mapping_is_named(tmp_path, monkeypatch):
     (tmp_path / "empty.yaml").write_text("# nothing yet\n")
-    monkeypatch.setattr(config, "CONFIG_DIR", tmp_path)
+    monkeypatch.setattr(config.loader, "CONFIG_DIR", tmp_path)
     with pytest.raises(ValueError, match=r"empty\.yaml must hold a mapping of settings \(key: value\), found NoneType"):
         load_profile("empty")
 

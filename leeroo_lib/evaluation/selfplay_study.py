@@ -265,7 +265,7 @@ def new_expert_study(
     plus the loop's other evaluations spent on the decision and the two universes."""
     new = settings.new_expert
     rule_text = f"{new.rule.rule}, " + (
-        f"budget {new.rule.budget:g}" if new.rule.budget is not None else f"k {new.rule.k}"
+        f"budget {new.rule.price_cap:g}" if new.rule.price_cap is not None else f"k {new.rule.k}"
     )
     train, outcomes = complete_questions(questions, scores, splits, candidates, "train")
     test, test_outcomes = complete_questions(questions, scores, splits, candidates, "test")

@@ -5,7 +5,7 @@ A pool is a profile setting (``pools:`` in configs/<profile>.yaml), not code:
     pools:
       open:
         candidates: {suites: [recorded, live], access: open}   # and/or names: [...]
-        universe: {rule: greedy, k: null}                        # or {rule: cost_aware, budget: 2.0}
+        universe: {rule: greedy, k: null}                        # or {rule: cost_aware, price_cap: 2.0}
         budgets: [0.2, 0.4, 0.6]                                 # evaluation tiers (notebook 05)
 
 The universe (Eq. 2, Algorithm 1) is chosen on the **training split only**: on the pool's training
@@ -44,6 +44,28 @@ UNIVERSE_COLUMNS = [
 ]
 
 
+def pool_members(pool: Pool, catalog: list[Expert]) -> list[str]:
+    """The catalog experts of ``pool``'s suites (and access, when set), plus those it names, in catalog order; all
+    of them answered the pool's benchmark (Algorithm 1 chooses its universe among them)."""
+    known = {e.name: e for e in catalog}
+    unknown = [n for n in pool.candidates.names if n not in known]
+    if unknown:
+        raise ValueError(f"pool '{pool.name}' names unknown expert(s) {unknown}; the catalog has {sorted(known)}")
+    members = [
+        e
+        for e in catalog
+        if (e.suite in pool.candidates.suites and pool.candidates.access in (None, e.access))
+        or e.name in pool.candidates.names
+    ]
+    elsewhere = [f"{e.name} ({e.benchmark})" for e in members if e.benchmark != pool.benchmark]
+    if elsewhere:
+        raise ValueError(
+            f"pool '{pool.name}' routes {pool.benchmark} questions, but its candidates {elsewhere} were measured "
+            "on another benchmark: give the pool the suites of its benchmark (experts.catalog.SUITE_BENCHMARK)"
+        )
+    return [e.name for e in members]
+
+
 def eligibility(scores: pd.DataFrame, splits: pd.DataFrame, candidates: list[str], min_coverage: float) -> pd.DataFrame:
     """Per candidate: the share of the pool's training questions it was measured on, and whether that
     reaches ``min_coverage``. The pool's training questions are the train-split rows where some
@@ -75,7 +97,7 @@ def choose_universe(scores: pd.DataFrame, splits: pd.DataFrame, pool: Pool, cata
     """The pool's universe, chosen on training-split rows only: one row per candidate (columns
     ``UNIVERSE_COLUMNS``), the served ones first in the order Algorithm 1 added them, with S(U) on the
     train rows after each addition and, beside it, on the test rows (never used to choose)."""
-    candidates = pool.members(catalog)
+    candidates = pool_members(pool, catalog)
     if not candidates:
         raise ValueError(
             f"pool '{pool.name}' has no candidate: its suites {pool.candidates.suites}, access "
@@ -99,7 +121,7 @@ def choose_universe(scores: pd.DataFrame, splits: pd.DataFrame, pool: Pool, cata
         )
     costs = expert_costs([e for e in catalog if e.name in eligible])
     rule = pool.universe
-    budget = {"costs": costs, "budget": rule.budget} if rule.rule == "cost_aware" else {}
+    budget = {"costs": costs, "budget": rule.price_cap} if rule.rule == "cost_aware" else {}
     steps = greedy_universe(train, k=rule.k or len(eligible), **budget)
     if not steps:
         raise ValueError(
@@ -137,5 +159,5 @@ def served_experts(universe: pd.DataFrame) -> dict[str, list[str]]:
 
 def served_union(served: dict[str, list[str]], pools) -> list[str]:
     """Every expert that one of ``pools`` serves (``served_experts``), once, in pool order: the experts the
-    policy of those pools' benchmark predicts (notebook 04, ``benchmarks/policy_cv.py``)."""
+    policy of those pools' benchmark predicts (notebook 04, ``leeroo cv``)."""
     return list(dict.fromkeys(e for pool in pools for e in served[pool]))

@@ -2,7 +2,7 @@
 the answers, add them to the training set, retrain.
 
 Pieces, each small and seeded:
-- ``PoolGenerator`` draws unseen training questions: spread over subjects in a random order, or, for
+- ``QuestionPoolGenerator`` draws unseen training questions: spread over subjects in a random order, or, for
   ``epsilon-greedy-selection``, sampled with weights by how much the experts' predicted outcomes
   disagree (``disagreement``); ``LLMGenerator`` has an instruct LM write new questions, which
   ``parse_generation`` validates (malformed ones are rejected with a reason).
@@ -11,7 +11,7 @@ Pieces, each small and seeded:
   expert once prices count) and each other expert with probability epsilon; ``uniform`` spends the same
   number of evaluations but draws the first expert at random instead of asking the orchestrator;
   ``full-information`` asks every expert (the upper bound).
-- ``ReplayEvaluator``: a pool question's recorded outcome is its evaluation (replay); it refuses any
+- ``ReplayEvaluator``: a training question's recorded outcome is its evaluation (replay); it refuses any
   question outside the training split. Generated questions are answered by live experts
   (``answer_live``, lm-evaluation-harness).
 - ``SelfPlayLoop``: rounds with a budget of expert evaluations each, stopping once ``max_evaluations``
@@ -52,18 +52,18 @@ def disagreement(proba: pd.DataFrame) -> pd.Series:
     return proba.std(axis=1, ddof=0)
 
 
-class PoolGenerator:
-    """Unseen questions of a pool. By default one subject after another, in a seeded order, so every
-    subject comes up. With ``select`` and a policy: a seeded sample without replacement, each question
-    drawn with weight ``disagreement`` (Efraimidis-Spirakis keys), so questions the experts are predicted
-    to split on come first while every question keeps a chance."""
+class QuestionPoolGenerator:
+    """Unseen questions of a question pool (training questions, not a pool of experts). By default one subject
+    after another, in a seeded order, so every subject comes up. With ``select`` and a policy: a seeded sample
+    without replacement, each question drawn with weight ``disagreement`` (Efraimidis-Spirakis keys), so
+    questions the experts are predicted to split on come first while every question keeps a chance."""
 
-    def __init__(self, pool: pd.DataFrame, select: bool = False, seed: int = 0):
-        self.pool = pool.reset_index(drop=True)
+    def __init__(self, question_pool: pd.DataFrame, select: bool = False, seed: int = 0):
+        self.question_pool = question_pool.reset_index(drop=True)
         self.select = select
         self.seed = seed
         self._rng = np.random.default_rng(seed)
-        self.seen = np.zeros(len(self.pool), dtype=bool)
+        self.seen = np.zeros(len(self.question_pool), dtype=bool)
 
     @property
     def remaining(self) -> int:
@@ -71,7 +71,7 @@ class PoolGenerator:
 
     def propose(self, n: int, policy=None) -> pd.DataFrame:
         """Up to ``n`` unseen questions in the order they should be asked (not yet marked seen)."""
-        unseen = self.pool[~self.seen]
+        unseen = self.question_pool[~self.seen]
         priority = pd.Series(self._rng.random(len(unseen)), index=unseen.index)
         if self.select and policy is not None:
             weight = disagreement(policy.predict_proba(unseen)).to_numpy() + 1e-6
@@ -151,10 +151,10 @@ def signal(outcomes: pd.DataFrame) -> pd.Series:
 
 
 class SelfPlayLoop:
-    """Rounds of generate, orchestrate, evaluate, retrain on a pool of training questions.
+    """Rounds of generate, orchestrate, evaluate, retrain on a question pool (training questions).
 
     Round r may spend ``first_round_evaluations * growth**r`` expert evaluations, and the loop stops once
-    ``max_evaluations`` are spent (None: when the pool is used up); the last round spends what is left.
+    ``max_evaluations`` are spent (None: when the question pool is used up); the last round spends what is left.
     After each round the policy (``make_policy(seed)``) is refit on everything gathered, questions of little
     signal weighted by ``low_signal_weight`` (1: every question alike, for policies that take no weights),
     and the test questions are routed under ``budget`` (mean cost per query); their recorded outcomes give
@@ -164,7 +164,7 @@ class SelfPlayLoop:
     def __init__(
         self,
         strategy: str,
-        generator: PoolGenerator,
+        generator: QuestionPoolGenerator,
         evaluator: ReplayEvaluator,
         experts: list[str],
         make_policy,
@@ -200,7 +200,7 @@ class SelfPlayLoop:
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self.policy = None
-        self.questions = generator.pool.iloc[:0]
+        self.questions = generator.question_pool.iloc[:0]
         self.gathered = pd.DataFrame(
             columns=self.experts, dtype=float, index=pd.MultiIndex.from_tuples([], names=["subject", "idx"])
         )
@@ -212,7 +212,7 @@ class SelfPlayLoop:
     def from_settings(
         cls,
         strategy: str,
-        pool: pd.DataFrame,
+        question_pool: pd.DataFrame,
         evaluator: ReplayEvaluator,
         experts: list[str],
         make_policy,
@@ -224,10 +224,10 @@ class SelfPlayLoop:
         test_outcomes: pd.DataFrame | None = None,
         max_evaluations: int | None = None,
     ) -> SelfPlayLoop:
-        """A loop over ``pool`` with the exploration settings of the profile's ``selfplay`` block."""
+        """A loop over ``question_pool`` with the exploration settings of the profile's ``selfplay`` block."""
         return cls(
             strategy,
-            PoolGenerator(pool, strategy == SELECTION, seed),
+            QuestionPoolGenerator(question_pool, strategy == SELECTION, seed),
             evaluator,
             experts,
             make_policy,
@@ -251,7 +251,7 @@ class SelfPlayLoop:
 
     @property
     def done(self) -> bool:
-        """The pool is used up, or what is left of the evaluation budget cannot pay for one question asked of
+        """The question pool is used up, or what is left of the evaluation budget cannot pay for one question asked of
         every expert."""
         spent = self.max_evaluations is not None and self.max_evaluations - self.evaluations < len(self.experts)
         return spent or not self.generator.remaining
@@ -330,7 +330,7 @@ class SelfPlayLoop:
         }
 
     def run(self, max_rounds: int | None = None, progress: bool = True) -> pd.DataFrame:
-        """Rounds until the pool is used up or the evaluations spent (or ``max_rounds``): one row per round,
+        """Rounds until the question pool is used up or the evaluations spent (or ``max_rounds``): one row per round,
         what it had paid for by then (questions, evaluations) and the test accuracy."""
         rows = []
         with tqdm(desc=f"self-play ({self.strategy})", unit="round", total=max_rounds, disable=not progress) as bar:
@@ -385,7 +385,7 @@ class SelfPlayLoop:
 
 def universe_by_rule(scores: pd.DataFrame, rule: PoolUniverse, costs: pd.Series) -> list[str]:
     """The experts Algorithm 1 serves on ``scores`` (complete rows) under a pool's universe ``rule``."""
-    budget = {"costs": costs, "budget": rule.budget} if rule.rule == "cost_aware" else {}
+    budget = {"costs": costs, "budget": rule.price_cap} if rule.rule == "cost_aware" else {}
     return [e for e, _ in greedy_universe(scores, k=rule.k or scores.shape[1], **budget)]
 
 

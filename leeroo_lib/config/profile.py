@@ -1,65 +1,15 @@
-"""Profiles (smoke, cpu, paper) and the project's folders.
-
-A profile is a YAML file in configs/. It says how large a run is and where its outputs go,
-so that the small CI run never writes over the results of a full one. ``Profile`` below is the one
-description of its keys, and the object every reader gets: ``load_profile`` validates the file and
-returns it, so a typo, a missing key, a wrong type or a cross-field mistake (a pool that is not
-defined, a universe rule without its budget) fails at once, naming the file, the key and the keys it
-knows. The expert endpoints of the routing service (configs/endpoints/<profile>.yaml,
-``EndpointsFile``) are read by the same loader, with the same error format.
-
-``leeroo check-profile <profile>`` checks one profile and prints its error, if any (the Makefile
-runs it before the notebooks).
-"""
+"""The profile schema: every key of configs/<profile>.yaml (smoke, cpu, paper), validated at once so that a typo,
+a missing key, a wrong type or a cross-field mistake fails naming the file, the key and the keys it knows."""
 
 from __future__ import annotations
 
-import os
-import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = ROOT / "configs"
-ENDPOINTS_DIR = CONFIG_DIR / "endpoints"
-DATA_DIR = ROOT / "data"
-PROFILE_ENV = "LEEROO_PROFILE"
-OUTPUT_DIR_ENV = "LEEROO_OUTPUT_DIR"  # set: every output of the run goes there instead of the profile's output_dir
-DEFAULT_PROFILE = "cpu"
-
-# The files that pass from notebook to notebook: name -> (path under a profile's output root, notebook that writes it).
-ARTIFACTS = {
-    "score_matrix": ("data/score_matrix.parquet", "01_expert_scoring"),
-    "splits": ("data/splits/splits.csv", "01_expert_scoring"),
-    "universe": ("results/universe.csv", "02_universe"),
-    "training_set": ("data/selfplay/training_set.parquet", "03_selfplay"),
-    "selfplay_training_set": ("data/selfplay/selfplay_training_set.parquet", "03_selfplay"),
-    "embeddings": ("data/embeddings/all-MiniLM-L6-v2", "03_selfplay"),
-    "orchestrator": ("models/orchestrator", "04_policy"),
-    # the saved orchestrator's policies fitted on the other training set (policy.train_on), for Table 1
-    "compared_orchestrator": ("models/orchestrator_compared", "04_policy"),
-    "table1": ("results/table1.csv", "05_mmlu_eval"),
-}
-
-Count = Annotated[int, Field(ge=1)]
-Share = Annotated[float, Field(ge=0, le=1)]
-Price = Annotated[float, Field(ge=0)]  # USD per 1M tokens
-Benchmark = Literal["mmlu", "mmlu_pro"]  # data.benchmarks.BENCHMARKS
-# The orchestrator's training data: what the self-play loop paid for, or every recorded outcome (the upper bound)
-TrainingSet = Literal["selfplay", "full"]
-TRAINING_SETS: tuple[str, ...] = typing.get_args(TrainingSet)
-TRAINING_SET_ARTIFACT = {"selfplay": "selfplay_training_set", "full": "training_set"}  # the ARTIFACTS holding each
-
-
-class _Block(BaseModel):
-    """A block of a profile: every key declared, no other key accepted, no silent conversion. A key
-    whose default is None may be left out (the code's own default applies); given, it must have its type."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
+from .base import ARTIFACTS, ROOT, Benchmark, Count, Price, Share, TrainingSet, _Block
 
 
 class Universe(_Block):
@@ -111,18 +61,20 @@ class Candidates(_Block):
 
 class PoolUniverse(_Block):
     """Algorithm 1's rule for one pool: ``greedy`` up to ``k`` experts (None: until no candidate adds a
-    training question), or ``cost_aware`` under ``budget``, the summed price of the universe."""
+    training question), or ``cost_aware`` under ``price_cap``, the summed price of the universe (not Eq. 1's
+    mean budget per question)."""
 
     rule: Literal["greedy", "cost_aware"] = "greedy"
     k: Count | None = None
-    budget: Price | None = None
+    price_cap: Price | None = None
     min_coverage: Share | None = None  # None: the profile's universe.min_coverage (filled in by Profile)
 
     @model_validator(mode="after")
-    def _budget_with_its_rule(self):
-        if (self.rule == "cost_aware") != (self.budget is not None):
+    def _price_cap_with_its_rule(self):
+        if (self.rule == "cost_aware") != (self.price_cap is not None):
             raise ValueError(
-                "the cost_aware rule, and only it, takes a budget (summed price of the universe, USD per 1M tokens)"
+                "the cost_aware rule, and only it, takes a price_cap (the summed price of the universe, USD per 1M "
+                "tokens)"
             )
         return self
 
@@ -136,27 +88,6 @@ class Pool(_Block):
     universe: PoolUniverse = PoolUniverse()
     budgets: list[Price] = []
     name: str = ""  # in a profile: its key under ``pools:`` (Profile fills it in)
-
-    def members(self, catalog) -> list[str]:
-        """Catalog experts (``experts.catalog.Expert``) of the pool's suites (and access, when set),
-        plus those named, in catalog order; all of them answered the pool's benchmark."""
-        known = {e.name: e for e in catalog}
-        unknown = [n for n in self.candidates.names if n not in known]
-        if unknown:
-            raise ValueError(f"pool '{self.name}' names unknown expert(s) {unknown}; the catalog has {sorted(known)}")
-        members = [
-            e
-            for e in catalog
-            if (e.suite in self.candidates.suites and self.candidates.access in (None, e.access))
-            or e.name in self.candidates.names
-        ]
-        elsewhere = [f"{e.name} ({e.benchmark})" for e in members if e.benchmark != self.benchmark]
-        if elsewhere:
-            raise ValueError(
-                f"pool '{self.name}' routes {self.benchmark} questions, but its candidates {elsewhere} were measured "
-                "on another benchmark: give the pool the suites of its benchmark (experts.catalog.SUITE_BENCHMARK)"
-            )
-        return [e.name for e in members]
 
 
 class _NeuralPolicySettings(_Block):
@@ -198,7 +129,7 @@ class Stacked(_Block):
 
 
 class PolicySettings(_Block):
-    """Notebook 04's policies (notebook 04 fits ``compared``; benchmarks/policy_cv.py cross-validates the
+    """Notebook 04's policies (notebook 04 fits ``compared``; leeroo cv cross-validates the
     cheap ones). ``KINDS`` names every policy ``routing.policies.build`` builds and the kind (class) each is;
     ``arguments`` gives the keyword arguments these settings give it."""
 
@@ -217,7 +148,7 @@ class PolicySettings(_Block):
 
     mode: Literal["sequential", "global"]
     # per benchmark, the policy the saved orchestrator holds for it: one of ``compared_on(benchmark)``, chosen by
-    # cross-validation inside the training split (benchmarks/policy_cv.py)
+    # cross-validation inside the training split (leeroo cv)
     orchestrator: dict[Benchmark, str]
     # the training set of the saved orchestrator's policies (notebook 03 writes both); notebook 04 fits the same
     # policies on the other one too, and Table 1 reports the two side by side with their expert evaluations
@@ -412,7 +343,7 @@ class NewExpert(_Block):
 
 class SelfPlay(_Block):
     pool: str
-    pool_per_subject: Count
+    question_pool_per_subject: Count
     max_test_questions: Count | None
     routing_mode: Literal["sequential", "global"]
     epsilon: Share
@@ -521,216 +452,3 @@ class Profile(_Block):
                 f"profile '{self.name}' has no live expert '{name}'; its scoring.live_experts are {sorted(entries)}"
             )
         return entries[name]
-
-
-# ------------------------------------------------------------------ expert endpoints of the routing service
-
-
-class LocalServer(_Block):
-    """An expert this machine serves itself (``transformers serve``): a live expert of the profile, on
-    ``port`` (None: a free one)."""
-
-    expert: str
-    port: Annotated[int, Field(ge=1, le=65535)] | None = None
-
-
-class EndpointEntry(_Block):
-    """Where one expert answers: a running OpenAI-compatible server (``base_url``, the ``model`` id it
-    serves, ``api_key_env``: the environment variable holding its key) or a ``local`` one; ``api``:
-    ``chat`` (/v1/chat/completions) or ``completions`` (/v1/completions: a base model without a chat
-    template)."""
-
-    api: Literal["chat", "completions"] = "chat"
-    base_url: str | None = None
-    model: str | None = None
-    api_key_env: str | None = None
-    local: LocalServer | None = None
-    # the longest prompt the service sends it, counted before the call (its tokenizer for a local expert,
-    # else a conservative estimate: one token per UTF-8 byte)
-    max_prompt_tokens: Count = 4096
-    # the requests it may have in flight (LiteLLM's max_parallel_requests); 2 keeps a CPU expert's next request
-    # ready while it answers one, and bounds what a burst leaves it to work off
-    max_parallel_requests: Count = 2
-
-    @model_validator(mode="after")
-    def _server_or_local(self):
-        running = self.base_url is not None and self.model is not None
-        if running == (self.local is not None) or (self.local is not None and (self.base_url or self.model)):
-            raise ValueError(
-                "give base_url and model (a running server), or local (a live expert of the profile that this "
-                "machine serves with transformers serve), not both"
-            )
-        return self
-
-
-class ServiceSettings(_Block):
-    """The pool the service routes over, its default budget (mean USD per 1M tokens, Eq. 1), the rolling
-    window of requests the budget holds over, where it listens, how long an expert may take and how often
-    a failed call is retried before the next best affordable expert is tried; who may call it, what they
-    may spend a day, and the limits of one request (configs/endpoints/cpu.yaml explains each)."""
-
-    pool: str
-    budget: Annotated[float, Field(gt=0)]
-    window: Count
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 8100
-    timeout_s: Annotated[float, Field(gt=0)] = 120.0
-    retries: Annotated[int, Field(ge=0)] = 0
-    client_keys_env: str | None = None  # an environment variable holding client keys, comma-separated
-    client_keys_file: str | None = None  # a file outside the repository, one client key per line
-    key_daily_cap_usd: Annotated[float, Field(gt=0)] = 1.0  # real spend per client key and UTC day
-    daily_cap_usd: Annotated[float, Field(gt=0)] = 10.0  # real spend over all keys per UTC day
-    key_requests_per_minute: Count = 60
-    max_body_bytes: Count = 1_048_576
-    max_tokens_default: Count = 256  # a request's max_tokens when it gives none
-    max_tokens_cap: Count = 1024  # a larger max_tokens is lowered to this
-    # how long a request waits for a slot when every expert it may go to is full, before its 429
-    slot_wait_s: Annotated[float, Field(ge=0, le=60)] = 0.5
-
-    @model_validator(mode="after")
-    def _keys_file_outside_the_repository(self):
-        if self.client_keys_file is not None:
-            path = Path(self.client_keys_file).expanduser()
-            if not path.is_absolute() or path.resolve().is_relative_to(ROOT):
-                raise ValueError(
-                    f"client_keys_file {self.client_keys_file!r} must be an absolute path outside the repository "
-                    f"({ROOT}), e.g. ~/.config/leeroo/keys: keys in the working tree end up in commits"
-                )
-        return self
-
-    @model_validator(mode="after")
-    def _default_within_the_cap(self):
-        if self.max_tokens_default > self.max_tokens_cap:
-            raise ValueError(
-                f"max_tokens_default {self.max_tokens_default} is over max_tokens_cap {self.max_tokens_cap}: "
-                "lower the default or raise the cap"
-            )
-        return self
-
-
-class EndpointsFile(_Block):
-    """configs/endpoints/<profile>.yaml (configs/endpoints/cpu.yaml explains every key): one endpoint per
-    served expert, and optionally a ``stand_in`` that answers for every served expert without one."""
-
-    service: ServiceSettings
-    experts: dict[str, EndpointEntry] = {}
-    stand_in: EndpointEntry | None = None
-
-
-# ------------------------------------------------------------------------------------- one YAML loader
-
-
-def _unwrap(annotation):
-    """The model or container behind Optional[...] / Annotated[...]; None for plain values."""
-    if typing.get_origin(annotation) is Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        inner = [_unwrap(a) for a in typing.get_args(annotation)]
-        inner = [a for a in inner if a is not None]
-        return inner[0] if len(inner) == 1 else None
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if typing.get_origin(annotation) in (dict, list):
-        return annotation
-    return None
-
-
-def _locate(root: type[BaseModel], loc: tuple) -> tuple[str, type[BaseModel] | None]:
-    """A pydantic error location as a key path (``scoring.live_experts[0].name``, union branch tags
-    dropped), and the block the key is in."""
-    node, block, path = root, None, ""
-    for part in loc:
-        if isinstance(node, type) and issubclass(node, BaseModel):
-            block = node
-            field_info = node.model_fields.get(part)
-            node = _unwrap(field_info.annotation) if field_info else None
-            path += f".{part}" if path else str(part)
-        elif typing.get_origin(node) in (dict, list):
-            node = _unwrap(typing.get_args(node)[-1])
-            path += f"[{part}]" if isinstance(part, int) else f".{part}"
-        # else: the name of the union branch that failed, not a key
-    return path, block
-
-
-def _describe(key: str, block: type[BaseModel] | None, errors: list[dict]) -> str:
-    known = f"; known keys here: {', '.join(block.model_fields)}" if block is not None else ""
-    kinds = {e["type"] for e in errors}
-    where = key or "the file"
-    if "extra_forbidden" in kinds:
-        return f"{where}: unknown key{known}"
-    if "missing" in kinds:
-        return f"{where}: missing{known}"
-    if kinds == {"value_error"}:  # a cross-field rule of a validator: its message says it all
-        return f"{where}: " + "; ".join(e["msg"].removeprefix("Value error, ") for e in errors)
-    return f"{where}: {' or '.join(e['msg'] for e in errors)}, got {errors[0]['input']!r}"
-
-
-def read_settings(path: Path, schema: type[_Block]):
-    """Read a YAML settings file into ``schema`` (a profile, an endpoints file); one ValueError lists
-    every key the schema refuses, with the keys it knows."""
-    path = Path(path)
-    try:
-        settings = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML: {err}") from None
-    if not isinstance(settings, dict):
-        raise ValueError(f"{path} must hold a mapping of settings (key: value), found {type(settings).__name__}")
-    try:
-        return schema.model_validate(settings)
-    except ValidationError as err:
-        by_key: dict[str, tuple[type[BaseModel] | None, list[dict]]] = {}
-        for error in err.errors():
-            key, block = _locate(schema, error["loc"])
-            by_key.setdefault(key, (block, []))[1].append(error)
-        problems = [_describe(key, block, errors) for key, (block, errors) in by_key.items()]
-        raise ValueError(
-            f"{path} does not fit the schema of {schema.__name__} (leeroo_lib/config.py):\n  " + "\n  ".join(problems)
-        ) from None
-
-
-def available_profiles() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-
-
-def load_profile(name: str | None = None) -> Profile:
-    """Read and validate configs/<name>.yaml.
-
-    ``name=None`` takes $LEEROO_PROFILE, else ``cpu``: a notebook's ``profile = None`` parameter
-    thus runs small under nbval (LEEROO_PROFILE=smoke) and full under ``make reproduce``.
-    $LEEROO_OUTPUT_DIR, where set, replaces the profile's ``output_dir``: the tests run the notebooks into a
-    fresh folder that way, with nothing cached.
-    A profile that needs a CUDA GPU fails here, before any work, where there is none.
-    """
-    name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
-    path = CONFIG_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise ValueError(
-            f"unknown profile '{name}': choose one of {', '.join(available_profiles())} "
-            f"(files in {CONFIG_DIR}), e.g. `make reproduce PROFILE=cpu`"
-        )
-    profile = read_settings(path, Profile)
-    if profile.name != name:
-        raise ValueError(f"{path}: name '{profile.name}' differs from the file's name; set name: {name}")
-    if os.environ.get(OUTPUT_DIR_ENV):
-        profile.output_dir = os.environ[OUTPUT_DIR_ENV]
-    if profile.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RuntimeError(
-                f"profile '{name}' needs a CUDA GPU and none is visible to torch "
-                f"(torch {torch.__version__}); run with PROFILE=cpu, or install a CUDA build of torch "
-                "with `make venv TORCH_SPEC=torch==<version> TORCH_INDEX=<cuda wheel index>`"
-            )
-    return profile
-
-
-def load_endpoints(profile: str) -> EndpointsFile:
-    """configs/endpoints/<profile>.yaml: the expert endpoints the routing service of ``profile`` uses."""
-    path = ENDPOINTS_DIR / f"{profile}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no endpoints file {path}: write one like configs/endpoints/cpu.yaml (one entry per "
-            "expert of the pool: base_url, model, api_key_env, api; or local)"
-        )
-    return read_settings(path, EndpointsFile)
