@@ -121,6 +121,10 @@ def test_04_measures_the_goal_against_its_reference(run):
     goals = pd.read_csv(root / "results" / "goals.csv")
     paper_goal = goals[(goals["pool"] == "open") & (goals["budget"] == 0.6)]
     assert paper_goal["reference_accuracy"].iloc[0] == pytest.approx(EXPECTED["Mixtral on the open goal's questions"])
+    stacked = paper_goal[(paper_goal["router"] == "leeroo-stacked") & (paper_goal["mode"] == "global")].iloc[0]
+    n = stacked["n_questions"]  # a router that got worse by more than a question fails here
+    assert stacked["accuracy"] == pytest.approx(EXPECTED["stacked router on the open goal"], abs=1.01 / n)
+    assert stacked["mean cost"] <= 0.6
     assert (root / "models" / "orchestrator").is_dir() and (root / "models" / "orchestrator_compared").is_dir()
 
 
@@ -133,6 +137,10 @@ def test_05_table1_holds_both_orchestrators(run):
     assert set(routers["trained_on"]) == {"selfplay", "full"}
     assert (routers["training_evaluations"] > 0).all()
     assert set(routers["allocation"]) == {"global"}  # the profile's policy.mode
+    saved = routers[(routers["kind"] == "leeroo") & (routers["budget"] == 0.6)].set_index("pool")
+    for pool in ("open", "pro-open"):  # the saved orchestrator (stacked on MMLU, mf on MMLU-Pro), within a question
+        n = saved.loc[pool, "n_questions"]
+        assert saved.loc[pool, "accuracy"] == pytest.approx(EXPECTED[f"leeroo-{pool} at 0.6"], abs=1.01 / n)
     goals = pd.read_csv(root / "results" / "strategy_goals.csv")
     assert goals[["pool", "price_share"]].values.tolist() == [["frontier", 0.25], ["frontier", 0.5]]
     tokens = pd.read_csv(root / "results" / "mmlu_pro_prompt_tokens.csv")
@@ -187,5 +195,8 @@ EXPECTED = {
     "open universe, first": "meta-llama/Llama-2-70b-hf",
     "Mixtral on the open goal's questions": 34 / 45,
     "Mixtral in Table 1": 0.71,
+    "stacked router on the open goal": 24 / 45,
+    "leeroo-open at 0.6": 0.595,  # of 200 test questions
+    "leeroo-pro-open at 0.6": 0.56,  # of 200
     "07 prints": "/v1: stopped",  # each expert server it started, stopped by the notebook
 }
