@@ -28,11 +28,14 @@ def _shard(text: str) -> tuple[int, int]:
 
 def check_profile(args: argparse.Namespace) -> int:
     from .config import ENDPOINTS_DIR, load_endpoints, load_profile
+    from .routing.policies import policy_named
 
     for name in args.profiles or [None]:
-        cfg = load_profile(name)
-        if (ENDPOINTS_DIR / f"{cfg.name}.yaml").is_file():
-            load_endpoints(cfg.name)
+        profile = load_profile(name)
+        for policy in profile.policy.compared:  # the schema cannot import the registry (a lower layer): here
+            policy_named(policy)
+        if (ENDPOINTS_DIR / f"{profile.name}.yaml").is_file():
+            load_endpoints(profile.name)
     return 0
 
 

@@ -6,6 +6,7 @@ import sys
 
 import pandas as pd
 import pytest
+import yaml
 
 from leeroo_lib import cli, config
 from leeroo_lib.config import load_profile
@@ -78,3 +79,14 @@ def test_a_questions_file_without_choices_is_named(tmp_path):
 def test_cv_names_a_goal_the_profile_does_not_have(capsys):
     assert cli.main(["cv", "--profile", "smoke", "--goal", "9"]) == 2
     assert "goal 9 is not one of the profile's evaluation.goals (0 to 3)" in capsys.readouterr().err
+
+
+def test_check_profile_names_a_compared_policy_no_class_registers(tmp_path, monkeypatch, capsys):
+    smoke = yaml.safe_load((config.CONFIG_DIR / "smoke.yaml").read_text())
+    smoke["name"] = "mine"
+    smoke["policy"]["compare"] = ["subject-best", "mf", "leeroo-stacked", "my-policy"]
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(smoke))
+    monkeypatch.setattr(config.loader, "CONFIG_DIR", tmp_path)
+    assert load_profile("mine").policy.compared == ["subject-best", "mf", "leeroo-stacked", "my-policy"]
+    assert cli.main(["check-profile", "mine"]) == 2
+    assert "unknown policy 'my-policy'; known policies:" in capsys.readouterr().err

@@ -15,10 +15,11 @@ from leeroo_lib.data.benchmarks import load_questions
 from leeroo_lib.data.splits import make_splits, split_index
 from leeroo_lib.evaluation.goal import goal_evaluation
 from leeroo_lib.routing.policies import (
-    POLICIES,
+    Policy,
     build,
     most_evaluated,
     policy_class,
+    register_policy,
     score_targets,
     training_questions,
 )
@@ -30,6 +31,7 @@ from leeroo_lib.routing.policies.embedding import (
     StackedPolicy,
 )
 from leeroo_lib.routing.policies.neural import CausalLMPolicy, EncoderPolicy
+from leeroo_lib.routing.policies.registry import CLASSES, NAMED
 from leeroo_lib.routing.policies.training import masked_bce
 
 EXPERTS = ["algebraist", "lawyer", "generalist"]
@@ -188,7 +190,7 @@ def pro_questions():
 
 
 @pytest.mark.parametrize("benchmark", ["mmlu", "mmlu_pro"])
-@pytest.mark.parametrize("kind", sorted(POLICIES))
+@pytest.mark.parametrize("kind", sorted(CLASSES))  # every kind: its three modules are imported above
 def test_every_policy_kind_saves_and_reloads_through_the_registry(questions, pro_questions, kind, benchmark, tmp_path):
     n = 8 if kind == "CausalLMPolicy" else 24
     if benchmark == "mmlu":
@@ -213,7 +215,7 @@ def test_every_policy_kind_saves_and_reloads_through_the_registry(questions, pro
     np.testing.assert_allclose(reloaded.predict_proba(subset), proba, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", sorted(POLICIES))
+@pytest.mark.parametrize("kind", sorted(CLASSES))  # every kind: its three modules are imported above
 def test_parameters_are_read_from_the_constructor(kind):
     policy = small_policy(kind, synthetic(10)[1]).set_params(seed=5)
     assert set(policy.get_params()) == set(inspect.signature(type(policy)).parameters)
@@ -229,6 +231,21 @@ def test_a_clone_is_unfitted_and_fits_alike(fitted, name):
     np.testing.assert_allclose(copy.predict_proba(questions), policies[name].predict_proba(questions))
 
 
+# every name a profile calls a policy by, and its class
+NAMES = {
+    "best-single-expert": PriorPolicy,
+    "random-mix": RandomPolicy,
+    "subject-best": SubjectPolicy,
+    "knn": KNNPolicy,
+    "mf": MatrixFactorizationPolicy,
+    "logistic-probe": LogisticProbePolicy,  # the stacked policy's probe, alone (leeroo cv)
+    "leeroo-stacked": StackedPolicy,
+    "leeroo-encoder": EncoderPolicy,
+    "leeroo-causal-lm": CausalLMPolicy,
+    "leeroo-causal-lm-qlora": CausalLMPolicy,  # in NF4 4-bit: QLoRA
+}
+
+
 def test_build_gives_each_name_its_kind_with_the_profile_settings():
     settings = PolicySettings.model_validate(
         {
@@ -240,10 +257,11 @@ def test_build_gives_each_name_its_kind_with_the_profile_settings():
             "causal_lm": {"quantize_4bit": True, "train_questions": 9},
         }
     )
+    assert NAMED == NAMES  # the classes register these names, and no test leaves one of its own behind
+    assert {*settings.compared, *settings.FINE_TUNED} <= set(NAMED)  # the names the schema knows are registered
     embedder = StubEmbedder()
-    built = {name: build(name, settings, device="cpu", seed=7, embedder=embedder) for name in settings.KINDS}
-    assert {name: type(p).__name__ for name, p in built.items()} == settings.KINDS
-    assert set(settings.KINDS.values()) <= set(POLICIES)
+    built = {name: build(name, settings, device="cpu", seed=7, embedder=embedder) for name in NAMES}
+    assert {name: type(p) for name, p in built.items()} == NAMES
     assert all(p.seed == 7 and getattr(p, "embedder", embedder) is embedder for p in built.values())
     assert (built["knn"].n_neighbors, built["mf"].dim) == (7, 3)
     encoder = built["leeroo-encoder"]
@@ -253,10 +271,57 @@ def test_build_gives_each_name_its_kind_with_the_profile_settings():
     assert built["logistic-probe"].C == 0.02 and built["logistic-probe"].subject  # the stacked policy's probe
     assert built["leeroo-causal-lm-qlora"].quantize_4bit and not built["leeroo-causal-lm"].quantize_4bit
     assert built["leeroo-causal-lm"].train_questions == 9
-    with pytest.raises(ValueError, match="unknown policy 'nope'; known policies: best-single-expert, random-mix"):
-        build("nope", settings, device="cpu", seed=0)
     with pytest.raises(ValueError, match="from policy.causal_lm, which this profile leaves null"):
         build("leeroo-causal-lm", load_profile("smoke").policy, device="cpu", seed=0)
+
+
+@pytest.fixture
+def column_means_policy():
+    """A policy registered for one test only: each expert's training accuracy, the mean of its measured scores."""
+
+    @register_policy("column-means")
+    class ColumnMeansPolicy(Policy):
+        reads = ()
+
+        def __init__(self, seed: int = 0):
+            self.seed = seed
+
+        def fit(self, questions, scores):
+            self.experts_ = list(scores.columns)
+            self.means_ = score_targets(questions, scores).mean().to_numpy()
+            return self
+
+        def predict_proba(self, questions):
+            return self._frame(np.tile(self.means_, (len(questions), 1)), questions)
+
+    yield ColumnMeansPolicy
+    for table in (CLASSES, NAMED):
+        for key in [key for key, cls in table.items() if cls is ColumnMeansPolicy]:
+            del table[key]
+
+
+def test_a_policy_registered_in_one_file_is_built_and_fitted_through_a_profile(column_means_policy):
+    profile = load_profile("smoke")
+    # the profile names the new policy; model_copy does not re-run the schema, whose compared policies leave it out
+    settings = profile.policy.model_copy(
+        update={"orchestrator": {**profile.policy.orchestrator, "mmlu": "column-means"}}
+    )
+    policy = build(settings.orchestrator["mmlu"], settings, device=profile.device, seed=profile.seed)
+    assert type(policy) is column_means_policy and policy.seed == profile.seed
+    assert policy_class("ColumnMeansPolicy") is column_means_policy  # what a saved orchestrator looks up
+    questions, scores = synthetic(40)
+    proba = policy.fit(questions.iloc[:30], scores).predict_proba(questions.iloc[30:])
+    np.testing.assert_allclose(proba.to_numpy(), np.tile(scores.iloc[:30].mean().to_numpy(), (10, 1)))
+    with pytest.raises(ValueError, match="PriorPolicy takes policy names already registered: {'column-means': 'Col"):
+        register_policy("column-means")(PriorPolicy)
+    assert NAMED["column-means"] is column_means_policy
+
+
+def test_an_unknown_policy_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown policy 'nope'; known policies: best-single-expert, random-mix"):
+        build("nope", load_profile("smoke").policy, device="cpu", seed=0)
+    with pytest.raises(ValueError, match="unknown policy kind 'Nope'.*EncoderPolicy"):
+        policy_class("Nope")
 
 
 @pytest.mark.parametrize("orchestrator", ["logistic-probe", "leeroo-causal-lm", "Stacked"])
@@ -324,11 +389,6 @@ def test_encoder_policy_learns_from_the_question_text(questions):
     proba = policy.predict_proba(subset)
     algebra = (subset["subject"] == "abstract_algebra").to_numpy()
     assert proba["algebraist"][algebra].mean() > proba["algebraist"][~algebra].mean()
-
-
-def test_unknown_policy_kind_names_the_known_ones():
-    with pytest.raises(ValueError, match="unknown policy kind 'Nope'.*EncoderPolicy"):
-        policy_class("Nope")
 
 
 def test_light_modules_do_not_import_torch():

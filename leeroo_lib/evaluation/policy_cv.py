@@ -36,7 +36,8 @@ from ..routing.pools import served_experts, served_union
 from .goal import goal_evaluation
 from .policy_signal import policy_signal
 
-# by their names in config.PolicySettings.KINDS; the logistic probe is the stacked policy's, alone
+# by the names their classes register (routing.policies.register_policy); the logistic probe is the stacked
+# policy's, alone
 CANDIDATES = ["best-single-expert", "subject-best", "knn", "mf", "logistic-probe", "leeroo-stacked"]
 
 

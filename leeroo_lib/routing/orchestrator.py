@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..validation import check_budget, check_budgets, check_expert_names, check_question_frame
 from .budget import assign, check_buys_cheapest, check_costs, check_mode
-from .policies import POLICIES, policy_class
+from .policies import policy_class
 
 
 class Orchestrator:
@@ -147,13 +147,17 @@ class Orchestrator:
             )
         saved = json.loads((path / "orchestrator.json").read_text())
         kinds = saved.get("policies")
-        if kinds is None or any(kind not in POLICIES for kind in kinds):
+        if kinds is None:
             raise ValueError(
-                f"{path} was saved with policies {kinds or saved.get('policy')!r} in a layout that cannot be loaded "
-                f"here (loadable: a list of {sorted(POLICIES)}); refit it with notebooks/04_policy.ipynb"
+                f"{path} was saved with policies {saved.get('policy')!r} in a layout that cannot be loaded here "
+                "(loadable: a list of policy class names); refit it with notebooks/04_policy.ipynb"
             )
         try:
-            policies = [policy_class(kind).load(path / f"policy_{i}") for i, kind in enumerate(kinds)]
+            classes = [policy_class(kind) for kind in kinds]
+        except ValueError as err:
+            raise ValueError(f"{path} cannot be loaded here: {err}; refit it with notebooks/04_policy.ipynb") from err
+        try:
+            policies = [kind.load(path / f"policy_{i}") for i, kind in enumerate(classes)]
         except OSError as err:  # a missing file, or a model folder transformers cannot read
             raise FileNotFoundError(
                 f"{path} holds an incomplete orchestrator: {err.filename or err} is missing; "

@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 
 from .base import FIT_COLUMNS, Policy, prior_accuracy, score_targets
+from .registry import register_policy
 
 
+@register_policy("best-single-expert")
 class PriorPolicy(Policy):
     """Query-blind: every question gets each expert's training accuracy. Routed under a budget it
     is the best single expert the budget affords (mixed with the next better one when leftover
@@ -28,6 +30,7 @@ class PriorPolicy(Policy):
         return self._frame(np.tile(self.accuracy_, (len(questions), 1)), questions)
 
 
+@register_policy("random-mix")
 class RandomPolicy(Policy):
     """Uniform noise in place of a prediction: routed under a budget, a random mix at that cost."""
 
@@ -45,6 +48,7 @@ class RandomPolicy(Policy):
         return self._frame(rng.random((len(questions), len(self.experts_))), questions)
 
 
+@register_policy("subject-best")
 class SubjectPolicy(Policy):
     """Each expert's accuracy on the question's subject, shrunk towards its overall accuracy by
     ``smoothing`` pseudo-questions (small subjects would otherwise crown a lucky expert)."""
@@ -68,6 +72,7 @@ class SubjectPolicy(Policy):
         return self._frame(np.where(np.isnan(known), self.prior_, known), questions)
 
 
+@register_policy()
 class OraclePolicy(Policy):
     """The measured outcomes themselves: the upper bound any policy could reach. Never fitted.
     NaN where an expert was not measured: route it only over questions its pool's experts all cover."""

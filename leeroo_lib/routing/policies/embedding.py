@@ -15,9 +15,11 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from ...data.embeddings import SentenceEmbedder
 from .base import Policy, most_evaluated_questions, prior_accuracy, score_targets
 from .baselines import SubjectPolicy
+from .registry import register_policy
 from .training import masked_bce, train_with_early_stopping, validation_split
 
 
+@register_policy("knn")
 class KNNPolicy(Policy):
     """The measured outcomes of the ``n_neighbors`` nearest training questions (cosine distance
     of frozen sentence embeddings), each expert averaged over the neighbours where it was measured."""
@@ -60,6 +62,7 @@ class _Bilinear(torch.nn.Module):
         return self.project(embeddings) @ experts.T + self.bias
 
 
+@register_policy("mf")
 class MatrixFactorizationPolicy(Policy):
     """Matrix factorisation in the style of RouteLLM over frozen sentence embeddings: questions and
     experts share a ``dim``-dimensional space; trained full-batch with masked BCE, stopped early on
@@ -121,6 +124,7 @@ class MatrixFactorizationPolicy(Policy):
             return self._frame(torch.sigmoid(self.model_(embeddings)).numpy(), questions)
 
 
+@register_policy("logistic-probe")
 class LogisticProbePolicy(Policy):
     """One logistic regression per expert on frozen sentence embeddings: cheap enough to refit
     every round on 2 CPU cores. An expert with too few outcomes (one class only, or none) gets its
@@ -179,6 +183,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+@register_policy("leeroo-stacked")
 class StackedPolicy(Policy):
     """Three cheap readings of a question stacked: the subject's accuracy (``SubjectPolicy``), the
     outcomes of its ``n_neighbors`` nearest training questions (``KNNPolicy``) and a logistic probe on

