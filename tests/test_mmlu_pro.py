@@ -111,7 +111,7 @@ def test_a_pool_takes_only_experts_of_its_benchmark():
     catalog = load_catalog(load_profile("cpu"))
     pools = load_profile("cpu").pools
     assert len(pool_members(pools["pro-open"], catalog)) == 27 and len(pool_members(pools["pro-all"], catalog)) == 29
-    mixed = Pool(name="mixed", benchmark="mmlu", candidates={"suites": ["recorded", "mmlu_pro"]})
+    mixed = Pool(name="mixed", title="mixed", benchmark="mmlu", candidates={"suites": ["recorded", "mmlu_pro"]})
     with pytest.raises(ValueError, match=r"pool 'mixed' routes mmlu questions, but its candidates .*\(mmlu_pro\)"):
         pool_members(mixed, catalog)
 

@@ -8,9 +8,10 @@ import re
 
 import pandas as pd
 import pytest
+import yaml
 
-from leeroo_lib.config import ROOT, load_profile
-from leeroo_lib.evaluation.report import BLOCK, VALUE, fill, pages
+from leeroo_lib.config import ROOT, Profile, load_profile
+from leeroo_lib.evaluation.report import BLOCK, VALUE, fill, pages, tables
 
 PAGES = pages(ROOT)
 # What a number in prose may be without a file behind it: part of a name (a model, a paper's figure, a version, a
@@ -109,5 +110,40 @@ def test_fill_names_what_is_wrong(tmp_path):
     # another profile's results lack rows a page reports: the error says which and what to run
     table1 = pd.read_csv(ROOT / "results" / "table1.csv")
     table1[~((table1["system"] == "leeroo-open") & (table1["budget"] == 0.4))].to_csv(tmp_path / "table1.csv")
-    with pytest.raises(ValueError, match=r"no row for leeroo-open in pool 'open' at budget 0.4: the README reports"):
+    with pytest.raises(ValueError, match=r"no row for leeroo in pool 'open' at budget 0.4: the README reports"):
         fill("<!-- results:mmlu-table1 -->\n<!-- /results -->", tmp_path, cfg)
+
+
+def renamed_profile(names: dict[str, str]) -> Profile:
+    """The cpu profile with pools renamed (``names``: old name -> new) wherever it names them."""
+    settings = yaml.safe_load((ROOT / "configs" / "cpu.yaml").read_text())
+    evaluation, selfplay = settings["evaluation"], settings["selfplay"]
+    settings["pools"] = {names.get(n, n): pool for n, pool in settings["pools"].items()}
+    evaluation["highlight"] = {names.get(n, n): budget for n, budget in evaluation["highlight"].items()}
+    named = [*evaluation["goals"], *evaluation["strategies"], *selfplay["curves"], selfplay["new_expert"], selfplay]
+    for entry in named:
+        entry["pool"] = names.get(entry["pool"], entry["pool"])
+    return Profile.model_validate(settings)
+
+
+def test_the_pages_read_which_pools_to_show_from_the_profile_not_their_names(tmp_path):
+    """Renamed pools (and the results renamed with them) give the same tables: each block finds its pools by what
+    they are (the paper's pools, a benchmark's, its strategies' pool), the paper's Table 1 rows by
+    data/paper_counterparts.csv in whichever pools stand for the paper's."""
+    names = {"open": "oss", "mix": "blend", "frontier": "helm", "pro-all": "pro-every"}
+    table1 = pd.read_csv(ROOT / "results" / "table1.csv")
+    table1["pool"] = table1["pool"].replace(names)
+    table1["system"] = table1["system"].replace({f"leeroo-{old}": f"leeroo-{new}" for old, new in names.items()})
+    table1.to_csv(tmp_path / "table1.csv", index=False)
+    strategies = pd.read_csv(ROOT / "results" / "strategies.csv")
+    strategies.assign(pool=strategies["pool"].replace(names)).to_csv(tmp_path / "strategies.csv", index=False)
+    blocks = ["mmlu-table1", "mmlu-routers", "frontier-experts", "frontier-strategies", "mmlu-pro-routers"]
+    blocks += ["mmlu-pro-experts", "mmlu-pro-strategies"]
+    ours, renamed = tables(ROOT / "results", load_profile("cpu")), tables(tmp_path, renamed_profile(names))
+    for block in blocks:
+        assert re.findall(r"\d+\.\d+", renamed[block]()) == re.findall(r"\d+\.\d+", ours[block]()), block
+    assert "| leeroo-oss, budget 0.4 |" in renamed["mmlu-table1"]()
+    swapped = renamed_profile(names)
+    swapped.pools["oss"].paper_pool, swapped.pools["blend"].paper_pool = None, "open"
+    with pytest.raises(ValueError, match=r"no pool of the profile stands for the paper's pool 'mix'"):
+        tables(tmp_path, swapped)["mmlu-table1"]()

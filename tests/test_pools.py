@@ -39,7 +39,7 @@ def test_pools_come_from_the_profile(setting):
 
 def test_a_pool_naming_an_unknown_expert_says_so(setting):
     with pytest.raises(ValueError, match=r"pool 'mine' names unknown expert\(s\) \['gpt-5'\]"):
-        pool_members(Pool(name="mine", candidates={"names": ["gpt-5"]}), setting["catalog"])
+        pool_members(Pool(name="mine", title="mine", candidates={"names": ["gpt-5"]}), setting["catalog"])
 
 
 def test_the_universe_never_reads_a_test_question(setting):
@@ -62,6 +62,7 @@ def test_partly_scored_candidates_follow_min_coverage(setting):
     scores = setting["scores"]
     pool = Pool(
         name="open",
+        title="open",
         candidates={"suites": ["recorded", "live"], "access": "open"},
         universe={"min_coverage": 0.25},
     )
@@ -73,7 +74,12 @@ def test_partly_scored_candidates_follow_min_coverage(setting):
     strict = choose_universe(
         scores,
         setting["splits"],
-        Pool(name="open", candidates={"suites": ["recorded"], "access": "open"}, universe={"min_coverage": 0.5}),
+        Pool(
+            name="open",
+            title="open",
+            candidates={"suites": ["recorded"], "access": "open"},
+            universe={"min_coverage": 0.5},
+        ),
         setting["catalog"],
     )
     assert not strict.set_index("expert").loc["meta-llama/Meta-Llama-3-8B", "eligible"]
@@ -82,6 +88,7 @@ def test_partly_scored_candidates_follow_min_coverage(setting):
 def test_cost_aware_universe_keeps_its_summed_price(setting):
     pool = Pool(
         name="frontier",
+        title="frontier",
         candidates={"suites": ["helm"]},
         universe={"rule": "cost_aware", "price_cap": 12.0, "min_coverage": 0.5},
     )

@@ -280,6 +280,11 @@ def bad_profile(tmp_path, monkeypatch, change) -> str:
             lambda s: s["pools"]["mix"]["universe"].update(rule="greedyy"),
             r"pools\.mix\.universe\.rule: Input should be 'greedy' or 'cost_aware', got 'greedyy'",
         ),
+        (lambda s: s["pools"]["mix"].pop("title"), r"pools\.mix\.title: missing; known keys"),
+        (
+            lambda s: s["pools"]["mix"].update(paper_pool="open"),
+            r"paper_pool \{'mix': 'open', 'open': 'open'\}: one pool at most stands for each of the paper's pools",
+        ),
         (
             lambda s: s["scoring"]["live_experts"][0].update(backend="local-completions", method="generative"),
             r"scoring\.live_experts\[0\]: backend 'local-completions' scores by loglikelihood, not 'generative'",

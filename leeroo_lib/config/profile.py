@@ -80,13 +80,17 @@ class PoolUniverse(_Block):
 
 
 class Pool(_Block):
-    """One routing pool: the benchmark its experts answer, which catalog experts of it are its candidates,
-    its universe rule, its evaluation budgets."""
+    """One routing pool: its title on the figures, the benchmark its experts answer, which catalog experts of it are
+    its candidates, its universe rule, its evaluation budgets, and the paper's pool it stands for, if any: the rows
+    of data/paper_counterparts.csv of that pool are compared with this one's (Table 1 of the results page, the
+    paper's points of Figure 4)."""
 
+    title: str
     benchmark: Benchmark = "mmlu"
     candidates: Candidates = Candidates()
     universe: PoolUniverse = PoolUniverse()
     budgets: list[Price] = []
+    paper_pool: Literal["open", "mix"] | None = None  # Leeroo (opensource), Leeroo (mix): the paper's MMLU pools
     name: str = ""  # in a profile: its key under ``pools:`` (Profile fills it in)
 
 
@@ -103,13 +107,13 @@ class _NeuralPolicySettings(_Block):
 
 
 class Encoder(_NeuralPolicySettings):
-    """Keyword arguments of policies.EncoderPolicy."""
+    """Keyword arguments of policies.neural.EncoderPolicy."""
 
     trainable_layers: int = None
 
 
 class CausalLM(_NeuralPolicySettings):
-    """Keyword arguments of policies.CausalLMPolicy."""
+    """Keyword arguments of policies.neural.CausalLMPolicy."""
 
     model: str | None = None  # None: SmolLM2-135M from its PyPI package
     quantize_4bit: bool = None
@@ -118,7 +122,7 @@ class CausalLM(_NeuralPolicySettings):
 
 
 class Stacked(_Block):
-    """Keyword arguments of policies.StackedPolicy."""
+    """Keyword arguments of policies.embedding.StackedPolicy."""
 
     smoothing: float = None
     n_neighbors: Count = None
@@ -129,22 +133,15 @@ class Stacked(_Block):
 
 
 class PolicySettings(_Block):
-    """Notebook 04's policies (notebook 04 fits ``compared``; leeroo cv cross-validates the
-    cheap ones). ``KINDS`` names every policy ``routing.policies.build`` builds and the kind (class) each is;
-    ``arguments`` gives the keyword arguments these settings give it."""
+    """Notebook 04's policies (notebook 04 fits ``compared``; leeroo cv cross-validates the cheap ones), named as
+    their classes register (``routing.policies.register_policy``), and the keyword arguments these settings give
+    each (``arguments``). config, the lowest layer, cannot import that registry: the schema checks what it knows
+    (the orchestrator is one of the policies compared), and ``routing.policies.build`` checks a name against the
+    registry where it resolves it to a class."""
 
-    KINDS: typing.ClassVar[dict[str, str]] = {
-        "best-single-expert": "PriorPolicy",
-        "random-mix": "RandomPolicy",
-        "subject-best": "SubjectPolicy",
-        "knn": "KNNPolicy",
-        "mf": "MatrixFactorizationPolicy",
-        "leeroo-encoder": "EncoderPolicy",
-        "leeroo-stacked": "StackedPolicy",
-        "leeroo-causal-lm": "CausalLMPolicy",
-        "leeroo-causal-lm-qlora": "CausalLMPolicy",  # in NF4 4-bit: QLoRA
-        "logistic-probe": "LogisticProbePolicy",  # the stacked policy's probe, alone (policy_cv)
-    }
+    CAUSAL_LM: typing.ClassVar[tuple[str, ...]] = ("leeroo-causal-lm", "leeroo-causal-lm-qlora")  # the second: QLoRA
+    # fitted only on the benchmarks fine_tuned_on names
+    FINE_TUNED: typing.ClassVar[tuple[str, ...]] = ("leeroo-encoder", *CAUSAL_LM)
 
     mode: Literal["sequential", "global"]
     # per benchmark, the policy the saved orchestrator holds for it: one of ``compared_on(benchmark)``, chosen by
@@ -168,26 +165,34 @@ class PolicySettings(_Block):
     # through a language model, which on 2 CPU cores does not fit MMLU-Pro's 6,472 training questions
     fine_tuned_on: list[Benchmark] = ["mmlu"]
 
+    # the policies notebook 04 fits and compares, in this order, by the names their classes register under: a new
+    # policy is compared by naming it here (``leeroo check-profile`` checks each name against the registry)
+    compare: list[str] = [
+        "best-single-expert",
+        "random-mix",
+        "subject-best",
+        "knn",
+        "mf",
+        "leeroo-encoder",
+        "leeroo-stacked",
+    ]
+
     @property
     def compared(self) -> list[str]:
-        """The policies notebook 04 fits and compares, in its order: the causal LM only where the profile sets
-        one (named for its precision)."""
-        names = ["best-single-expert", "random-mix", "subject-best", "knn", "mf", "leeroo-encoder", "leeroo-stacked"]
+        """``compare``, then the causal LM where the profile sets one (named for its precision)."""
+        names = [name for name in self.compare if name not in self.CAUSAL_LM]
         if self.causal_lm is not None:
             names.append("leeroo-causal-lm-qlora" if self.causal_lm.quantize_4bit else "leeroo-causal-lm")
         return names
 
     def compared_on(self, benchmark: str) -> list[str]:
         """``compared``, less the fine-tuned policies where ``fine_tuned_on`` leaves the benchmark out."""
-        fine_tuned = ("EncoderPolicy", "CausalLMPolicy")
-        return [n for n in self.compared if benchmark in self.fine_tuned_on or self.KINDS[n] not in fine_tuned]
+        return [n for n in self.compared if benchmark in self.fine_tuned_on or n not in self.FINE_TUNED]
 
     def arguments(self, name: str) -> dict[str, Any]:
-        """The keyword arguments these settings give the policy ``name``; a key a block leaves unset is left out
-        (the policy's own default applies)."""
-        if name not in self.KINDS:
-            raise ValueError(f"unknown policy {name!r}; known policies: {', '.join(self.KINDS)}")
-        if self.KINDS[name] == "CausalLMPolicy" and self.causal_lm is None:
+        """The keyword arguments these settings give the policy ``name``; a key a block leaves unset is left out,
+        and a policy they give nothing (the baselines, a policy no block names) takes its own defaults."""
+        if name in self.CAUSAL_LM and self.causal_lm is None:
             raise ValueError(
                 f"policy {name!r} takes its settings from policy.causal_lm, which this profile leaves null; set it"
             )
@@ -413,6 +418,12 @@ class Profile(_Block):
         if elsewhere:
             raise ValueError(
                 f"pools {elsewhere} route a benchmark the profile leaves out of benchmarks {self.benchmarks}: add it"
+            )
+        standing = {n: p.paper_pool for n, p in self.pools.items() if p.paper_pool}
+        if len(set(standing.values())) < len(standing) or any(self.pools[n].benchmark != "mmlu" for n in standing):
+            raise ValueError(
+                f"paper_pool {standing}: one pool at most stands for each of the paper's pools, and one that routes "
+                "mmlu (the paper's benchmark)"
             )
         return self
 

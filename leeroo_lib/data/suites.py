@@ -1,5 +1,6 @@
 """Recorded suites: the committed per-question results of real experts, each file checked against
-data/SHA256SUMS before it is read (PROVENANCE.md says where each comes from), and the paper's own numbers.
+data/SHA256SUMS before it is read (PROVENANCE.md says where each comes from), the paper's own numbers and which
+of this repo's systems answers each of them.
 """
 
 from __future__ import annotations
@@ -174,3 +175,15 @@ def paper_rows(data_dir: Path | None = None) -> pd.DataFrame:
             "note": df["where_in_paper"],
         }
     )
+
+
+PAPER_COUNTERPARTS_FILE = "paper_counterparts.csv"
+
+
+def paper_counterparts(data_dir: Path | None = None) -> pd.DataFrame:
+    """The rows of the paper's Table 1 and Figure 4 that this repo measures, in the order its tables show them: the
+    paper's row (``paper_system``, ``paper_cost_per_1m_usd``: its key in ``paper_rows``), the paper's pool it
+    belongs to (``paper_pool``, which a profile's pool stands for), and the system of this repo that answers it (a
+    ``kind`` of results/table1.csv: a single ``expert``, Leeroo at ``budget``, the pool's oracle). The pairing is
+    this project's reading of the paper, kept apart from the paper's numbers, which are a verbatim copy."""
+    return pd.read_csv(verify_data_file(PAPER_COUNTERPARTS_FILE, data_dir))

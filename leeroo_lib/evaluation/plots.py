@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from adjustText import adjust_text
 
+from ..config import Pool
+from ..data.suites import paper_counterparts
 from ..experts.catalog import expert_label
 from .aiq import non_decreasing_hull
 
@@ -42,13 +44,6 @@ def plot_expert_accuracy(table: pd.DataFrame, path: Path | None = None):
     return _save(fig, path)
 
 
-POOL_TITLES = {
-    "open": "open pool (Leeroo opensource)",
-    "mix": "mix pool (with GPT-4)",
-    "frontier": "frontier pool (HELM, one protocol)",
-    "pro-open": "MMLU-Pro, open experts",
-    "pro-all": "MMLU-Pro, all 29 experts",
-}
 SIZE_COLORS = {
     "7B": "tab:blue",
     "13B": "tab:green",
@@ -59,7 +54,6 @@ SIZE_COLORS = {
     "tiny (live)": "tab:gray",
     "<7B": "tab:cyan",
 }
-PAPER_SYSTEMS = {"open": "Leeroo (opensource)", "mix": "Leeroo (mix)"}
 
 
 def _label(system: str) -> str:
@@ -71,18 +65,21 @@ def _label(system: str) -> str:
     )
 
 
-def plot_accuracy_vs_cost(table1: pd.DataFrame, path: Path | None = None):
-    """Figure 4: accuracy against cost, one panel per pool; its served experts alone as points, our
-    router as a curve with its 95% interval (dashed: the same policies on the other training set), the
-    paper's Leeroo points overlaid where it has them."""
+def plot_accuracy_vs_cost(table1: pd.DataFrame, pools: dict[str, Pool], path: Path | None = None):
+    """Figure 4: accuracy against cost, one panel per pool (titled as ``pools`` title it); its served experts alone
+    as points, our router as a curve with its 95% interval (dashed: the same policies on the other training set),
+    the paper's Leeroo points overlaid on the pool that stands for the paper's (``paper_pool``,
+    data/paper_counterparts.csv)."""
     ours = table1[table1["source"] == "this repo"]
     paper = table1[table1["source"] == "paper"]
-    pools = list(dict.fromkeys(ours.loc[ours["kind"] == "leeroo", "pool"]))
-    rows = (len(pools) + 1) // 2
-    fig, axes = plt.subplots(rows, min(2, len(pools)), figsize=(12, 4.8 * rows), squeeze=False)
-    for ax in axes.flat[len(pools) :]:
+    leeroo = paper_counterparts().query("kind == 'leeroo'")
+    paper_systems = dict(zip(leeroo["paper_pool"], leeroo["paper_system"]))  # paper pool -> its Leeroo row's name
+    panels = list(dict.fromkeys(ours.loc[ours["kind"] == "leeroo", "pool"]))
+    rows = (len(panels) + 1) // 2
+    fig, axes = plt.subplots(rows, min(2, len(panels)), figsize=(12, 4.8 * rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
-    for ax, pool in zip(axes.flat, pools):
+    for ax, pool in zip(axes.flat, panels):
         pool_singles = ours[(ours["kind"] == "single") & (ours["pool"] == pool)]
         ax.scatter(
             pool_singles["cost_per_1m_usd"],
@@ -113,19 +110,20 @@ def plot_accuracy_vs_cost(table1: pd.DataFrame, path: Path | None = None):
         oracle = ours[(ours["pool"] == pool) & (ours["kind"] == "oracle")]
         for r in oracle.itertuples():
             ax.axhline(r.accuracy, color="black", ls=":", lw=1, label=f"oracle ({pool}, this repo)")
-        if pool in PAPER_SYSTEMS:
-            theirs = paper[paper["system"] == PAPER_SYSTEMS[pool]].drop_duplicates("cost_per_1m_usd")
+        if pools[pool].paper_pool in paper_systems:
+            system = paper_systems[pools[pool].paper_pool]
+            theirs = paper[paper["system"] == system].drop_duplicates("cost_per_1m_usd")
             ax.scatter(
                 theirs["cost_per_1m_usd"],
                 theirs["accuracy"],
                 marker="x",
                 s=60,
                 color="crimson",
-                label=f"{PAPER_SYSTEMS[pool]} (paper)",
+                label=f"{system} (paper)",
                 zorder=5,
             )
         ax.set_xscale("log")
-        ax.set_title(POOL_TITLES.get(pool, f"{pool} pool"))
+        ax.set_title(pools[pool].title)
         ax.set_xlabel("mean cost (USD per 1M tokens, log scale)")
         ax.set_ylabel("accuracy (test split)")
         ax.grid(alpha=0.3)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import TRAINING_SETS, Profile
+from ..config import TRAINING_SETS, Pool, Profile
+from ..data.suites import paper_counterparts
 from ..experts.catalog import expert_label
 from ..routing.pools import served_experts
 from .strategies import strategy_family
@@ -50,48 +51,47 @@ def router_table(table1: pd.DataFrame, pools: list[str]) -> pd.DataFrame:
     )
 
 
-# Table 1 of the paper beside ours: (our system, pool, budget or None) -> the paper's row (system, cost)
-PAPER_TABLE1 = [
-    ("mistralai/Mistral-7B-v0.1", "open", None, "Mistral 7B", 0.2),
-    ("meta-llama/Llama-2-13b-hf", "open", None, "LLaMa 2 13B", 0.26),
-    ("mistralai/Mixtral-8x7B-Instruct-v0.1", "open", None, "Mixtral 8x7B", 0.6),
-    ("meta-llama/Llama-2-70b-hf", "open", None, "LLaMa 2 70B", 0.9),
-    ("openai/gpt-4-1106-preview", "mix", None, "GPT4-turbo", 20.0),
-    ("leeroo-open", "open", 0.4, "Leeroo (opensource)", 0.4),
-    ("leeroo-open", "open", 0.5, "Leeroo (opensource)", 0.5),
-    ("leeroo-open", "open", 0.6, "Leeroo (opensource)", 0.6),
-    ("leeroo-mix", "mix", 5.0, "Leeroo (mix)", 5.0),
-    ("leeroo-mix", "mix", 10.0, "Leeroo (mix)", 10.0),
-    ("leeroo-mix", "mix", 15.0, "Leeroo (mix)", 15.0),
-    ("Oracle (open)", "open", None, "Oracle (best open model per question)", None),
-]
-
-
-def paper_table(table1: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Table 1 and Figure 4 points beside ours on the test split (MMLU)."""
-    ours, paper = table1[table1["source"] == "this repo"], table1[table1["source"] == "paper"]
+def paper_table(table1: pd.DataFrame, counterparts: pd.DataFrame, pools: dict[str, Pool]) -> pd.DataFrame:
+    """The paper's Table 1 and Figure 4 points beside ours on the test split (MMLU): each row of ``counterparts``
+    (``data.suites.paper_counterparts``) with the system of this repo that answers it, in the pool of ``pools``
+    that stands for the row's paper pool (``paper_pool``)."""
+    ours = table1[table1["source"] == "this repo"]
+    paper = table1[table1["source"] == "paper"].drop_duplicates(["system", "cost_per_1m_usd"])
+    standing = {pool.paper_pool: name for name, pool in pools.items() if pool.paper_pool}
+    # the paper's row of each counterpart by its key (system, cost; the oracle has no cost: NaN meets NaN)
+    theirs = counterparts.merge(
+        paper[["system", "cost_per_1m_usd", "accuracy"]],
+        how="left",
+        left_on=["paper_system", "paper_cost_per_1m_usd"],
+        right_on=["system", "cost_per_1m_usd"],
+        validate="many_to_one",
+    )
     rows = []
-    for system, pool, budget, theirs, cost in PAPER_TABLE1:
-        mine = ours[(ours["system"] == system) & (ours["pool"] == pool)]
-        mine = mine[mine["budget"] == budget] if budget is not None else mine
+    for c in theirs.itertuples():
+        if c.paper_pool not in standing:
+            raise ValueError(f"no pool of the profile stands for the paper's pool '{c.paper_pool}': set its paper_pool")
+        if pd.isna(c.accuracy):
+            raise ValueError(f"the paper has no row {c.paper_system} at cost {c.paper_cost_per_1m_usd:g}")
+        pool = standing[c.paper_pool]
+        mine = ours[(ours["kind"] == c.kind) & (ours["pool"] == pool)]
+        mine = mine[mine["system"] == c.expert] if pd.notna(c.expert) else mine
+        mine = mine[mine["budget"] == c.budget] if pd.notna(c.budget) else mine
         if mine.empty:
             raise ValueError(
-                f"Table 1 has no row for {system} in pool '{pool}'"
-                + (f" at budget {budget:g}" if budget else "")
+                f"Table 1 has no row for {c.expert if pd.notna(c.expert) else c.kind} in pool '{pool}'"
+                + (f" at budget {c.budget:g}" if pd.notna(c.budget) else "")
                 + ": the README reports the cpu profile's results (leeroo report --profile cpu)"
             )
         row = mine.iloc[0]
-        match = paper[paper["system"] == theirs]
-        match = match[match["cost_per_1m_usd"] == cost] if cost is not None else match
-        label = expert_label(system) if budget is None else f"{system}, budget {budget:g}"
+        label = expert_label(row["system"]) if pd.isna(c.budget) else f"{row['system']}, budget {c.budget:g}"
         rows.append(
             {
-                "system": label if theirs.startswith(("Leeroo", "Oracle")) else f"{label} (paper: {theirs})",
+                "system": f"{label} (paper: {c.paper_system})" if c.kind == "single" else label,
                 "cost (USD / 1M tokens)": "-" if pd.isna(row["cost_per_1m_usd"]) else f"{row['cost_per_1m_usd']:.2f}",
                 "this repo: accuracy % [95% CI]": percent_with_ci([row["accuracy"]], [row["ci_low"]], [row["ci_high"]])[
                     0
                 ],
-                "paper: accuracy %": f"{100 * match['accuracy'].iloc[0]:.1f}",
+                "paper: accuracy %": f"{100 * c.accuracy:.1f}",
             }
         )
     return pd.DataFrame(rows)
@@ -301,39 +301,53 @@ def signal_table(signal: pd.DataFrame, members: list[str]) -> pd.DataFrame:
     return rows.mean().reset_index().map(lambda v: f"{v:.3f}" if isinstance(v, float) else v)
 
 
+def _first_per_benchmark(entries: list, pools: dict[str, Pool]) -> dict[str, object]:
+    """Benchmark -> the first of ``entries`` (goals, strategies: each names a ``pool``) whose pool routes it."""
+    firsts = {}
+    for entry in entries:
+        firsts.setdefault(pools[entry.pool].benchmark, entry)
+    return firsts
+
+
 def tables(results: Path, profile: Profile) -> dict[str, object]:
     """Every table of the pages by its block name, as a function that writes it from the CSVs under ``results``
-    (only the blocks a page shows are read); the profile names the saved orchestrator's policy per
-    benchmark (``policy.orchestrator``), its allocation mode (``policy.mode``) and each pool's highlighted budget
-    (``evaluation.highlight``)."""
+    (only the blocks a page shows are read). The profile picks each block's pools by what they are, never by name:
+    the pools that stand for the paper's (``paper_pool``), a benchmark's pools, the pool of a benchmark's first
+    ``evaluation.strategies`` entry (its experts, routers and strategies) and that of its first goal (what
+    ``leeroo cv`` cross-validates, the policies' signal over its experts); it also names the saved orchestrator's
+    policy per benchmark (``policy.orchestrator``), its allocation mode (``policy.mode``) and each pool's highlighted
+    budget (``evaluation.highlight``)."""
 
     def read(name: str) -> pd.DataFrame:
         return pd.read_csv(results / name)
 
-    routers, mode = profile.policy.orchestrator, profile.policy.mode
+    pools, routers, mode = profile.pools, profile.policy.orchestrator, profile.policy.mode
+    paper_pools = [name for name, pool in pools.items() if pool.paper_pool]
+    strategies = {b: s.pool for b, s in _first_per_benchmark(profile.evaluation.strategies, pools).items()}
+    cross_validated = _first_per_benchmark(profile.evaluation.goals, pools).values()
     served = served_experts(read("universe.csv")) if (results / "universe.csv").exists() else {}
     written = {
         "claims": lambda: claims_front(read("claims.csv")),
         "claims-detail": lambda: claims_detail(read("claims.csv")),
-        "mmlu-table1": lambda: paper_table(read("table1.csv")),
-        "mmlu-routers": lambda: router_table(read("table1.csv"), ["open", "mix"]),
-        "frontier-experts": lambda: single_table(read("table1.csv"), "frontier"),
-        "frontier-routers": lambda: router_table(read("table1.csv"), ["frontier"]),
-        "frontier-strategies": lambda: strategy_table(read("strategies.csv"), "frontier"),
+        "mmlu-table1": lambda: paper_table(read("table1.csv"), paper_counterparts(), pools),
+        "mmlu-routers": lambda: router_table(read("table1.csv"), paper_pools),
+        "frontier-experts": lambda: single_table(read("table1.csv"), strategies["mmlu"]),
+        "frontier-routers": lambda: router_table(read("table1.csv"), [strategies["mmlu"]]),
+        "frontier-strategies": lambda: strategy_table(read("strategies.csv"), strategies["mmlu"]),
         "goals": lambda: goal_table(read("goals.csv"), read("table1.csv"), routers, mode),
-        "mmlu-pro-routers": lambda: router_table(read("table1.csv"), ["pro-open", "pro-all"]),
-        "mmlu-pro-experts": lambda: single_table(read("table1.csv"), "pro-all"),
-        "mmlu-pro-strategies": lambda: strategy_table(read("strategies.csv"), "pro-all"),
+        "mmlu-pro-routers": lambda: router_table(read("table1.csv"), list(profile.pools_of("mmlu_pro"))),
+        "mmlu-pro-experts": lambda: single_table(read("table1.csv"), strategies["mmlu_pro"]),
+        "mmlu-pro-strategies": lambda: strategy_table(read("strategies.csv"), strategies["mmlu_pro"]),
         "selfplay-vs-full": lambda: training_set_table(read("selfplay_vs_full.csv"), profile.evaluation.highlight),
         **{
-            f"policy-cv-{pool}": lambda pool=pool: cv_table(
-                [read(f"bench_policy_cv_{pool}_0.6_{t}.csv") for t in TRAINING_SETS]
+            f"policy-cv-{goal.pool}": lambda goal=goal: cv_table(
+                [read(f"bench_policy_cv_{goal.pool}_{goal.budget:g}_{t}.csv") for t in TRAINING_SETS]
             )
-            for pool in ("open", "pro-open")
+            for goal in cross_validated
         },
         **{
-            f"signal-{pool}": lambda pool=pool: signal_table(read("policy_signal.csv"), served[pool])
-            for pool in ("open", "pro-open")
+            f"signal-{goal.pool}": lambda goal=goal: signal_table(read("policy_signal.csv"), served[goal.pool])
+            for goal in cross_validated
         },
         **{name: lambda file=file: file_table(read(file)) for name, file in FILE_TABLES.items()},
     }
