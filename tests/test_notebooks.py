@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 
-from leeroo_lib.config import OUTPUT_DIR_ENV, PROFILE_ENV, ROOT, load_profile
+from leeroo_lib.config import OUTPUT_DIR_ENV, PROFILE_ENV, ROOT, load_endpoints, load_profile
 from leeroo_lib.evaluation.claims import VERDICTS, verdict
 from leeroo_lib.evaluation.policy_cv import CANDIDATES, cross_validate
+from leeroo_lib.serving.ledger import LEDGER_PATH
 
 NOTEBOOKS = [
     "01_expert_scoring",
@@ -149,10 +151,14 @@ def test_05_table1_holds_both_orchestrators(run):
     assert coverage.loc["open", "share"] == 1.0 and coverage.loc["live", "judged"] == 5  # SmolLM2: 30 questions
 
 
-def test_06_draws_the_figures(run):
-    _, root = run
+def test_06_draws_the_figures_and_sums_up_the_highlighted_budget(run):
+    executed, root = run
     for name in ("fig4_accuracy_vs_cost", "fig5_subcategories", "fig6_routing_distribution", "universe_curve"):
         assert (root / "figures" / f"{name}.png").stat().st_size > 10_000
+    summary = "".join(executed["06_figures"]["cells"][-1]["outputs"][0]["data"]["text/plain"])
+    assert "open @ 0.6" in summary  # evaluation.highlight: the first pool at its budget
+    accuracy = float(summary.split("accuracy % [95% CI]")[1].split()[0])
+    assert accuracy == pytest.approx(100 * EXPECTED["leeroo-open at 0.6"], abs=100 * 2.01 / 200)
 
 
 def test_08_decides_each_claim(run):
@@ -178,14 +184,24 @@ def test_the_cross_validation_reads_what_notebooks_01_to_03_wrote_and_never_the_
     assert table["judged_rows"].iloc[0] <= (splits["split"] == "train").sum()
 
 
-def test_07_answers_through_the_service(run):
-    executed, _ = run
+def test_07_answers_through_the_service_within_its_budget_and_counts_what_each_answer_cost(run):
+    executed, root = run
     printed = "".join(
         "".join(output.get("text", "")) + "".join(output.get("data", {}).get("text/plain", ""))
         for cell in executed["07_serving"]["cells"]
         for output in cell.get("outputs", [])
     )
     assert EXPECTED["07 prints"] in printed
+    with sqlite3.connect(root / LEDGER_PATH) as ledger:
+        spent = pd.read_sql("SELECT * FROM requests ORDER BY rowid", ledger)
+    service = load_endpoints("smoke").service
+    # 3 questions at an ample budget, 2 windows of the stream, 1 at a request's own budget; the one below the
+    # cheapest expert is refused before it reaches one
+    assert len(spent) == 3 + 2 * service.window + 1 and (spent["outcome"] == "answered").all()
+    tokens = spent["prompt_tokens"] + spent["completion_tokens"]
+    assert (spent["cost_units"] == tokens * spent["price_units"]).all() and (tokens > 0).all()
+    stream = spent["price_units"].iloc[3 : 3 + 2 * service.window] / 1e6  # USD per 1M tokens
+    assert (stream.rolling(service.window, min_periods=1).mean() <= service.budget + 1e-9).all()
 
 
 # What the smoke profile's notebooks give (recorded results and a seeded split; the live score is the one

@@ -14,7 +14,10 @@ from tqdm.auto import tqdm
 from ..config import SelfPlay, SelfPlayCurve, SelfPlayTraining
 from ..data.splits import split_index
 from ..routing.orchestrator import Orchestrator, routed_accuracy
-from ..routing.selfplay import GREEDY, STRATEGIES, ReplayEvaluator, SelfPlayLoop, universe_by_rule
+from ..routing.policies.baselines import SubjectPolicy
+from ..routing.pools import served_union
+from ..routing.selfplay import GREEDY, STRATEGIES, ReplayEvaluator, SelfPlayLoop, training_loop, universe_by_rule
+from .study import Study
 
 CURVE_COLUMNS = ["benchmark", "pool", "budget", "strategy", "seed", "round", "evaluations", "accuracy"]
 NEW_EXPERT_COLUMNS = [
@@ -31,6 +34,11 @@ NEW_EXPERT_COLUMNS = [
     "accuracy_before",
     "accuracy_after",
 ]
+
+
+def subject_policy(seed: int) -> SubjectPolicy:
+    """The policy every replayed loop refits each round: per-subject accuracy, cheap enough for many loops."""
+    return SubjectPolicy(seed=seed)
 
 
 def complete_questions(
@@ -62,22 +70,19 @@ def full_information_accuracy(
     return routed_accuracy(Orchestrator(policy, costs, mode=mode).route(test_questions, budget), test_outcomes)
 
 
-def learning_curves(
-    questions: pd.DataFrame,
-    scores: pd.DataFrame,
-    splits: pd.DataFrame,
-    experts: list[str],
-    costs: pd.Series,
-    make_policy,
-    settings: SelfPlay,
-    curve: SelfPlayCurve,
-    benchmark: str,
-    seeds: list[int],
-) -> tuple[pd.DataFrame, dict]:
+def _learning_curve(study: Study, curve: SelfPlayCurve) -> tuple[pd.DataFrame, dict]:
     """Every strategy, once per seed, over the pool's training questions that all its experts answered, each
     stopping at ``max_evaluation_share`` of full information's evaluations (every expert on every one of those
     questions). Rows ``CURVE_COLUMNS`` (plus ``questions``), and the lines the curves are read against: the best
     single expert and full information's final accuracy (the policy fitted on all those evaluations)."""
+    settings, benchmark = study.profile.selfplay, study.pools[curve.pool].benchmark
+    questions, scores, splits, experts = (
+        study.questions_of(benchmark),
+        study.scores,
+        study.splits,
+        study.served[curve.pool],
+    )
+    costs, seeds = study.costs, [study.profile.seed + i for i in range(settings.seeds)]
     train, train_outcomes = complete_questions(questions, scores, splits, experts, "train")
     test, test_outcomes = complete_questions(questions, scores, splits, experts, "test")
     if settings.max_test_questions is not None and settings.max_test_questions < len(test):
@@ -93,7 +98,7 @@ def learning_curves(
             train,
             ReplayEvaluator(scores[experts], splits),
             experts,
-            make_policy,
+            subject_policy,
             costs,
             curve.budget,
             settings,
@@ -111,7 +116,7 @@ def learning_curves(
             train_outcomes,
             test,
             test_outcomes,
-            make_policy,
+            subject_policy,
             costs,
             curve.budget,
             settings.routing_mode,
@@ -120,6 +125,13 @@ def learning_curves(
         "full_information_evaluations": full_evaluations,
     }
     return table[CURVE_COLUMNS + ["questions"]], lines
+
+
+def learning_curves(study: Study) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """The learning curves of every ``selfplay.curves`` entry (one pool at one budget each), in one table, and
+    per pool the lines they are read against (``_learning_curve``)."""
+    runs = {curve.pool: _learning_curve(study, curve) for curve in study.profile.selfplay.curves}
+    return pd.concat([rows for rows, _ in runs.values()], ignore_index=True), {p: line for p, (_, line) in runs.items()}
 
 
 def interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -247,23 +259,17 @@ def training_evaluation_share(
     return share, curve[["round", "evaluations", "evaluations_share", "accuracy", "target"]]
 
 
-def new_expert_study(
-    questions: pd.DataFrame,
-    scores: pd.DataFrame,
-    splits: pd.DataFrame,
-    candidates: list[str],
-    costs: pd.Series,
-    make_policy,
-    settings: SelfPlay,
-    benchmark: str,
-    seed: int,
-) -> pd.DataFrame:
+def new_expert_study(study: Study) -> pd.DataFrame:
     """For each expert of ``settings.new_expert``: the paper's loop starts over the pool's training questions
     without it; at ``arrives_round`` it joins (``SelfPlayLoop.add_expert``). The decision is compared with the
     one Algorithm 1 takes under the same rule with every training question (full information), and the
     evaluations of the new expert with scoring it on every training question. Rows ``NEW_EXPERT_COLUMNS``,
     plus the loop's other evaluations spent on the decision and the two universes."""
+    settings, seed = study.profile.selfplay, study.profile.seed
     new = settings.new_expert
+    benchmark = study.pools[new.pool].benchmark
+    candidates, scores, splits, costs = study.served[new.pool], study.scores, study.splits, study.costs
+    questions = study.questions_of(benchmark)
     rule_text = f"{new.rule.rule}, " + (
         f"budget {new.rule.price_cap:g}" if new.rule.price_cap is not None else f"k {new.rule.k}"
     )
@@ -277,7 +283,7 @@ def new_expert_study(
             train,
             ReplayEvaluator(scores[candidates], splits),
             [e for e in candidates if e != expert],
-            make_policy,
+            subject_policy,
             costs,
             new.budget,
             settings,
@@ -309,3 +315,61 @@ def new_expert_study(
             }
         )
     return pd.DataFrame(rows)
+
+
+def training_sets(study: Study) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Notebook 04's two training sets: ``full`` (every recorded outcome of the training split) and ``selfplay``
+    (what the paper's loop asks, per benchmark over the union of its pools' served experts, stopped at the
+    evaluation share ``training_evaluation_share`` chooses on the training split). Returns both and a table of
+    their sizes per benchmark; a test question in either is an error."""
+    profile, settings, scores, splits = study.profile, study.profile.selfplay, study.scores, study.splits
+    full_set = scores.loc[split_index(splits, "train")]
+    selfplay_sets, sizes = {}, {}
+    for b in profile.benchmarks:
+        questions = study.questions_of(b)
+        curve_pool = next(c.pool for c in settings.curves if profile.pools[c.pool].benchmark == b)
+        share, _ = training_evaluation_share(
+            questions,
+            scores,
+            splits,
+            study.served[curve_pool],
+            study.costs,
+            subject_policy,
+            settings,
+            settings.training[b],
+            profile.seed,
+        )
+        experts = served_union(study.served, profile.pools_of(b))
+        train = questions[pd.MultiIndex.from_frame(questions[["subject", "idx"]]).isin(full_set.index)]
+        full_evaluations = int(
+            full_set.loc[pd.MultiIndex.from_frame(train[["subject", "idx"]]), experts].notna().sum().sum()
+        )
+        limit = None if share is None else int(share * full_evaluations)
+        loop = training_loop(
+            questions,
+            scores,
+            splits,
+            experts,
+            study.costs,
+            subject_policy,
+            settings,
+            settings.training[b],
+            limit,
+            profile.seed,
+        )
+        loop.run(progress=False)
+        selfplay_sets[b] = loop.gathered
+        sizes[b] = {
+            "chosen share (training split)": share,
+            "experts": len(loop.experts),
+            "questions": len(loop.gathered),
+            "evaluations, full": full_evaluations,
+            "evaluations, selfplay": loop.evaluations,
+        }
+    selfplay_set = pd.concat(selfplay_sets.values())
+    if (
+        selfplay_set.index.isin(split_index(splits, "test")).any()
+        or full_set.index.isin(split_index(splits, "test")).any()
+    ):
+        raise RuntimeError("a test question entered a training set")
+    return full_set, selfplay_set, pd.DataFrame.from_dict(sizes, orient="index")

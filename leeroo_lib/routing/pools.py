@@ -24,7 +24,7 @@ import pandas as pd
 from ..config import Pool
 from ..data.splits import split_index
 from ..experts.catalog import Expert, expert_costs
-from .universe import greedy_universe
+from .universe import complete_questions, greedy_universe
 
 UNIVERSE_COLUMNS = [
     "pool",
@@ -146,6 +146,18 @@ def choose_universe(scores: pd.DataFrame, splits: pd.DataFrame, pool: Pool, cata
     table = table.assign(pool=pool.name, benchmark=pool.benchmark, n_train=len(train), n_test=len(test))
     table = table.sort_values(["served", "k"], ascending=[False, True], kind="stable")
     return table.astype({"k": "Int64"})[UNIVERSE_COLUMNS].reset_index(drop=True)
+
+
+def eligible_training_scores(
+    universe: pd.DataFrame, scores: pd.DataFrame, splits: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """Per pool of ``universe`` (``choose_universe``'s rows), the training-split results of its eligible
+    candidates on the questions all of them answered: what the oracle and exhaustive search are read on."""
+    train = scores.loc[scores.index.isin(split_index(splits, "train"))]
+    return {
+        pool: complete_questions(train[rows.loc[rows["eligible"], "expert"]])
+        for pool, rows in universe.groupby("pool", sort=False)
+    }
 
 
 def served_experts(universe: pd.DataFrame) -> dict[str, list[str]]:

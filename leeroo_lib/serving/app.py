@@ -294,6 +294,20 @@ def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt  # runs the finally blocks that stop the local experts
 
 
+@contextlib.contextmanager
+def local_service(
+    profile: Profile, settings: EndpointsFile, orchestrator: Orchestrator, ledger_path: Path, keys: ClientKeys
+):
+    """The service in a background thread on a free loopback port, over the experts ``settings`` give the
+    served pool (the local ones started here, on free ports): yields the service, its base URL and the expert
+    endpoints, and stops the service and every expert it started on exit (notebook 07)."""
+    experts = orchestrator.served(settings.service.pool)
+    with local_experts(profile, entries_for(settings, experts), free_ports=True) as endpoints:
+        service = RoutingService(orchestrator, endpoints, settings.service, ledger_path)
+        with running(create_app(service, keys)) as base_url:
+            yield service, base_url, endpoints
+
+
 def serve_orchestrator(
     cfg: Profile, settings: EndpointsFile, orchestrator_dir: Path, ledger_path: Path, port: int | None = None
 ) -> None:
