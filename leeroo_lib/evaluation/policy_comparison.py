@@ -86,15 +86,13 @@ def question_counts(
                 rows_read(study, "leeroo-stacked", b, sets["full"]).merge(test[b], on=["subject", "idx"])
             ),
         }
-    return pd.DataFrame(counts)
+    return pd.DataFrame(counts).astype("Int64")  # a pool of the other benchmark: <NA>
 
 
-def fit_policies(
-    study: Study, sets: dict[str, pd.DataFrame], embedder
-) -> tuple[dict[str, dict[str, Policy]], pd.DataFrame]:
+def fit_policies(study: Study, sets: dict[str, pd.DataFrame]) -> tuple[dict[str, dict[str, Policy]], pd.DataFrame]:
     """Every compared policy of each benchmark fitted on ``policy.train_on``, and the orchestrator's policy on
     the other set too (named ``"<policy> (<set>)"``). Returns the fitted policies per benchmark and a table of
-    what each read: its training evaluations and fit seconds. One ``embedder`` embeds each question once."""
+    what each read: its training evaluations and fit seconds. They share the study's embedder."""
     profile, settings = study.profile, study.profile.policy
     other = study.compared_set
     # (benchmark, label) -> (policy name, training set)
@@ -106,7 +104,7 @@ def fit_policies(
     for (b, label), (name, trained_on) in fits.items():
         data, rows = sets[trained_on][study.served_on(b)], rows_read(study, name, b, sets[trained_on])
         start = time.perf_counter()
-        policy = build(name, settings, device=profile.device, seed=profile.seed, embedder=embedder)
+        policy = build(name, settings, device=profile.device, seed=profile.seed, embedder=study.embedder)
         policies[b][label] = policy.fit(rows, data)
         seconds = time.perf_counter() - start
         read = data.loc[pd.MultiIndex.from_frame(rows[["subject", "idx"]])]

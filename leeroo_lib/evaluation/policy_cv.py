@@ -28,13 +28,10 @@ from sklearn.model_selection import GroupKFold
 from tqdm.auto import tqdm
 
 from ..config import TRAINING_SET_ARTIFACT, Profile
-from ..data.benchmarks import load_questions
-from ..data.embeddings import CachedSentenceEmbedder
-from ..experts.catalog import expert_costs, get_experts, load_catalog
 from ..routing.policies import build, score_targets, training_questions
-from ..routing.pools import served_experts, served_union
 from .goal import goal_evaluation
 from .policy_signal import policy_signal
+from .study import Study
 
 # by the names their classes register (routing.policies.register_policy); the logistic probe is the stacked
 # policy's, alone
@@ -50,20 +47,18 @@ def cross_validate(profile: Profile, folds: int = 5, goal_number: int = 0, train
         raise ValueError(f"folds must be 2 or more, got {folds}")
     if not 0 <= goal_number < len(goals):
         raise ValueError(f"goal {goal_number} is not one of the profile's evaluation.goals (0 to {len(goals) - 1})")
-    goal = goals[goal_number]
+    goal, study = goals[goal_number], Study(profile)
     benchmark = profile.pools[goal.pool].benchmark
-    pools = served_experts(pd.read_csv(profile.require("universe")))
-    members = pools[goal.pool]
-    union = served_union(pools, profile.pools_of(benchmark))  # what notebook 04 fits the benchmark's policy on
-    costs = expert_costs(get_experts(members, load_catalog(profile)))
-    splits = pd.read_csv(profile.require("splits"))
+    members = study.served[goal.pool]
+    union = study.served_on(benchmark)  # what notebook 04 fits the benchmark's policy on
+    costs = study.prices(members)
     training_set = pd.read_parquet(profile.require("training_set"))[union]
     train_on = train_on or profile.policy.train_on
     fitted_on = pd.read_parquet(profile.require(TRAINING_SET_ARTIFACT[train_on])).reindex(columns=union)
-    questions = training_questions(load_questions(benchmark), training_set, splits, None, profile.seed).reset_index(
-        drop=True
-    )
-    embedder = CachedSentenceEmbedder(profile.artifact("embeddings"), max_length=profile.policy.embedding_max_length)
+    questions = training_questions(
+        study.questions_of(benchmark), training_set, study.splits, None, profile.seed
+    ).reset_index(drop=True)
+    embedder = study.embedder
     embedder.embed(questions)
     splitter = GroupKFold(folds, shuffle=True, random_state=profile.seed)
     parts = list(splitter.split(questions, groups=questions["qkey"]))

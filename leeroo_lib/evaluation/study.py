@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..config import TRAINING_SETS, Pool, Profile, load_profile
 from ..data.benchmarks import load_questions
+from ..data.embeddings import CachedSentenceEmbedder
 from ..experts.catalog import Expert, expert_costs, get_experts, load_catalog
 from ..routing.pools import served_experts, served_union
 from .evaluate import judged_questions, test_questions
@@ -63,6 +64,14 @@ class Study:
     @cached_property
     def splits(self) -> pd.DataFrame:
         return pd.read_csv(self.profile.require("splits"))
+
+    @cached_property
+    def embedder(self) -> CachedSentenceEmbedder:
+        """The frozen sentence encoder every policy on embeddings shares, its cache in the run's folder: each
+        question is embedded once per run."""
+        return CachedSentenceEmbedder(
+            self.profile.artifact("embeddings"), max_length=self.profile.policy.embedding_max_length
+        )
 
     @cached_property
     def served(self) -> dict[str, list[str]]:

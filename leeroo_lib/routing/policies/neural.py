@@ -5,6 +5,7 @@ adapters on a small causal LM, in 4-bit NF4 when asked (QLoRA, on CPU or GPU).""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -335,7 +336,9 @@ class CausalLMPolicy(_NeuralPolicy):
             lora_dropout=0.05,
             target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
         )
-        self.model_ = get_peft_model(self._base(), lora)
+        with warnings.catch_warnings():  # peft reads transformers' deprecated alias; nothing for a reader to do
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+            self.model_ = get_peft_model(self._base(), lora)
         self._init_head(self.model_.config.hidden_size, targets)
         ids = self._tokenize(questions)
         train, val = validation_split(len(ids), self.val_fraction, self.seed)
