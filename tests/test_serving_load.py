@@ -123,6 +123,19 @@ def test_a_burst_beyond_the_experts_slots_is_shed_at_once_not_after_the_policy_r
         assert routing.stats.busy == 10
 
 
+def test_as_many_requests_wait_for_a_place_as_there_are_places_and_the_rest_are_told_at_once(orchestrator, subject):
+    with (
+        fake_expert(words=30, delay_s=0.1) as (slow, endpoint),  # 3 s an answer
+        serving(orchestrator, {CHEAP: slots(endpoint), DEAR: slots(endpoint)}, slot_wait_s=1.5) as (routing, url),
+    ):
+        replies = asyncio.run(timed_posts(url, [body(subject)] * 12))
+        shed = sorted(seconds for status, seconds in replies if status == 429)
+        assert sorted(status for status, _ in replies) == [200] * 2 + [429] * 10 and slow.received == 2
+        # two places, so two wait out slot_wait_s (no call ends within it); the other eight are told at once
+        assert max(shed[:8]) < 1 and min(shed[8:]) >= 1.5, shed
+        assert routing.stats.busy == 10
+
+
 def test_a_request_waits_for_a_slot_that_frees_within_slot_wait_s(orchestrator, subject):
     with (
         fake_expert(words=5, delay_s=0.1) as (slow, endpoint),  # 0.5 s an answer

@@ -27,8 +27,9 @@ once. The request then goes to the next best affordable expert with room (the ``
 those it passed over); when every one is full it waits up to ``slot_wait_s`` for a slot to free, then gets a
 429 with Retry-After. Nothing queues at an expert beyond its slots, so a burst leaves it little to work off.
 Nor does a burst queue at the policy: the service holds at most as many requests (routed, or being answered) as
-its experts have slots, and a request beyond them waits for a place up to ``slot_wait_s``, then gets the same
-429 before the policy reads it. So a shed request is told at once, not after every request ahead of it was read.
+its experts have slots, and a request beyond them waits for a place up to ``slot_wait_s`` (as many wait as
+there are places; a request beyond them is told at once), then gets the same 429 before the policy reads it. So a
+shed request is told at once, not after every request ahead of it was read.
 
 No orphaned work: every call to an expert is a stream, even for a client that asked for one answer (assembled
 here with LiteLLM's ``stream_chunk_builder``), since ``transformers serve`` stops generating only when a
@@ -179,6 +180,7 @@ class RoutingService:
         self._slot_freed = asyncio.Event()  # set, and replaced, whenever a call to an expert ends
         self.places = sum(ep.max_parallel_requests for ep in self.endpoints.values())
         self._taken = 0  # requests holding a place: being routed, calling an expert, or being answered
+        self._waiting = 0  # requests waiting for a place
         self._policy_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
         self.router = self._litellm_router(settings.timeout_s, settings.retries)
         self.read(WARM_UP, None)  # the policy's first read is slow (1.7 s for an encoder): before the first request
@@ -298,22 +300,30 @@ class RoutingService:
             await self.until_closed(self._slot_freed.wait())
         return not waited.cancelled_caught
 
-    def _busy(self, full) -> RateLimited:
+    def _busy(self, full, why: str | None = None) -> RateLimited:
         self.stats.busy += 1
+        why = why or f"none freed within {self.settings.slot_wait_s:g} s (service.slot_wait_s)"
         return RateLimited(
             f"every expert this request may go to is busy: {sorted(full)} have all their slots in use "
-            f"(max_parallel_requests of the endpoints file) and none freed within {self.settings.slot_wait_s:g} s "
-            f"(service.slot_wait_s); retry in {RETRY_AFTER_S} s",
+            f"(max_parallel_requests of the endpoints file) and {why}; retry in {RETRY_AFTER_S} s",
             "experts_busy",
             retry_after_s=RETRY_AFTER_S,
         )
 
     async def _take_place(self) -> None:
-        """One of the service's ``places`` (its experts' slots in all), waited for up to ``slot_wait_s``, else 429."""
+        """One of the service's ``places`` (its experts' slots in all), waited for up to ``slot_wait_s``, else 429.
+        At most as many requests wait as there are places: a slot frees when a call ends, so a longer line would
+        mostly wait out ``slot_wait_s`` for its 429; beyond it a request is told at once."""
+        if self._taken >= self.places and self._waiting >= self.places:
+            raise self._busy(self.experts, f"{self._waiting} requests already wait for one")
         deadline = time.monotonic() + self.settings.slot_wait_s
-        while self._taken >= self.places:
-            if not await self._wait_for_slot(deadline):
-                raise self._busy(self.experts)
+        self._waiting += 1
+        try:
+            while self._taken >= self.places:
+                if not await self._wait_for_slot(deadline):
+                    raise self._busy(self.experts)
+        finally:
+            self._waiting -= 1
         self._taken += 1
 
     def _release_place(self) -> None:
