@@ -47,17 +47,17 @@ def table1(
     ``tokens`` prices MMLU-Pro's questions by their own length."""
     profile, seed = study.profile, study.profile.seed
     served = orchestrators[profile.policy.train_on].pools
+    scores = {pool: _pool_scores(study, pool, served[pool], judged[pool]) for pool in study.pools}
+    priced = {pool: tokens if spec.benchmark == "mmlu_pro" else None for pool, spec in study.pools.items()}
     rows = [paper_rows()]
     for pool in study.pools:
-        scores = _pool_scores(study, pool, served[pool], judged[pool])
-        priced = tokens if study.pools[pool].benchmark == "mmlu_pro" else None
         rows.append(
-            evaluate.single_expert_rows(scores, study.catalog, seed, pool=pool, questions=judged[pool], tokens=priced)
+            evaluate.single_expert_rows(
+                scores[pool], study.catalog, seed, pool=pool, questions=judged[pool], tokens=priced[pool]
+            )
         )
-        rows.append(evaluate.oracle_row(scores, study.catalog, pool, seed))
+        rows.append(evaluate.oracle_row(scores[pool], study.catalog, pool, seed))
     for pool, budget in routes[profile.policy.train_on]:
-        scores = _pool_scores(study, pool, served[pool], judged[pool])
-        priced = tokens if study.pools[pool].benchmark == "mmlu_pro" else None
         policy = profile.policy.orchestrator[study.pools[pool].benchmark]
         for trained_on, orchestrator in orchestrators.items():
             own = trained_on == profile.policy.train_on
@@ -68,11 +68,11 @@ def table1(
                 budget,
                 routes[trained_on][pool, budget],
                 judged[pool],
-                scores,
+                scores[pool],
                 study.catalog,
                 seed,
                 orchestrator.mode,
-                priced,
+                priced[pool],
             )
             fitted = routers[(routers["pool"] == pool) & (routers["router"] == f"{policy}{suffix}")]
             rows.append(
