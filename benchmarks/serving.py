@@ -2,29 +2,31 @@
 
     python benchmarks/serving.py [--profile cpu] [--levels 4 16 64 128] [--rounds 2] [--max-seconds 90]
 
-Starts the local experts of configs/endpoints/<profile>.yaml and the service over the saved orchestrator
-(notebooks 01-04 first), warms each expert up and times a lone request (its usual time). Then, per level of
-concurrent clients, a burst: each client sends ``--rounds`` test-split questions one after another (max_tokens
-8), waiting out a 429's Retry-After before its next; no request is sent after ``--max-seconds``, and a client
-gives up on one after ``CLIENT_TIMEOUT_S`` (timed out). After each burst: the seconds until both experts'
-CPU is idle, then until a lone request is answered in its usual time (recovery). The clients run in a
-process of their own, so they do not share the service's interpreter lock. Routing overhead = the latency a
-client sees minus the expert's own time for the call (``x-leeroo-expert-ms``). The ledger's spend over a
-level is set against the answers' own usage x their experts' prices. Last, a fault phase: 16 clients at
-the dearest expert's price, and halfway the server of the busiest expert is killed: its requests must fall
-back or be shed, none lost. Printed, and written to ``results/bench_serving.csv`` (one row per phase).
+Starts the local experts of configs/endpoints/<profile>.yaml and the service over the saved orchestrator (notebooks
+01-04 first), warms each expert up and times a lone request (its usual time; the first one's policy read is
+``first_routing_ms``). Then, per level of concurrent clients, a burst: each client sends ``--rounds`` test-split
+questions one after another (max_tokens 8), waiting out a 429's Retry-After before its next; no request is sent
+after ``--max-seconds``, and a client gives up on one after ``CLIENT_TIMEOUT_S`` (timed out). After each burst: the
+seconds until both experts' CPU is idle, then until a lone request is answered in its usual time (recovery). The
+clients run in a process of their own, so they do not share the service's interpreter lock, and speak aiohttp.
+Routing overhead = the latency a client sees minus the expert's own time for the call (``x-leeroo-expert-ms``). The
+ledger's spend over a level is set against the answers' own usage x their experts' prices. Last, a fault phase: 16
+clients at the dearest expert's price, and halfway the server of the busiest expert is killed: its requests must
+fall back or be shed, none lost. Printed, and written to ``results/bench_serving.csv`` (one row per phase).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pandas as pd
 import psutil
@@ -46,18 +48,22 @@ USUAL_FACTOR = 2  # an answer within this many times the lone request's latency 
 SETTLE_LIMIT_S = 60
 
 
-def _error_code(reply: httpx.Response) -> str:
+def _error_code(text: str) -> str:
     """The service's own code for a refusal (``error.code`` of its JSON body), else its first words."""
     try:
-        return str(reply.json()["error"]["code"])
+        return str(json.loads(text)["error"]["code"])
     except (ValueError, KeyError, TypeError):
-        return reply.text[:60]
+        return text[:60]
 
 
 async def _drive(base_url: str, model: str, texts: list[str], clients: int, rounds: int, max_seconds: float, budget):
     deadline = time.monotonic() + max_seconds
     queue, records = list(texts), []
-    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT_S, limits=httpx.Limits(max_connections=None)) as http:
+    # aiohttp, not httpx: httpx's AsyncClient adds seconds of its own per request with a hundred in flight
+    # (encode/httpx#3215), so the figures at 64 and 128 clients were the client's delay more than the service's.
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
 
         async def client():
             for _ in range(rounds):
@@ -65,22 +71,27 @@ async def _drive(base_url: str, model: str, texts: list[str], clients: int, roun
                     return
                 text, start, started = queue.pop(0), time.perf_counter(), time.monotonic()
                 body = {"model": model, "max_tokens": MAX_TOKENS, "messages": [{"role": "user", "content": text}]}
+                status = None
                 try:
-                    reply = await http.post(
+                    async with http.post(
                         f"{base_url}/chat/completions", json={**body, **({"budget": budget} if budget else {})}
-                    )
+                    ) as reply:
+                        status, text = reply.status, await reply.text()
+                    ok = status == 200
                     record = {
-                        "status": reply.status_code,
-                        "error": None if reply.is_success else f"{reply.status_code} {_error_code(reply)}",
-                        "total_tokens": (reply.json().get("usage") or {}).get("total_tokens")
-                        if reply.is_success
-                        else None,
-                        **{k[len("x-leeroo-") :]: v for k, v in reply.headers.items() if k.startswith("x-leeroo-")},
+                        "status": status,
+                        "error": None if ok else f"{status} {_error_code(text)}",
+                        "total_tokens": (json.loads(text).get("usage") or {}).get("total_tokens") if ok else None,
+                        **{
+                            k.lower()[len("x-leeroo-") :]: v
+                            for k, v in reply.headers.items()
+                            if k.lower().startswith("x-leeroo-")
+                        },
                     }
-                except httpx.TimeoutException:
-                    record, reply = {"status": "timeout"}, None
-                except httpx.HTTPError as error:
-                    record, reply = {"status": None, "error": f"{type(error).__name__}: {error}"}, None
+                except TimeoutError:
+                    record = {"status": "timeout"}
+                except aiohttp.ClientError as error:
+                    record = {"status": None, "error": f"{type(error).__name__}: {error}"}
                 records.append(
                     {
                         **record,
@@ -89,7 +100,7 @@ async def _drive(base_url: str, model: str, texts: list[str], clients: int, roun
                         "done": time.monotonic(),
                     }
                 )
-                if reply is not None and reply.status_code == 429:
+                if status == 429:
                     await asyncio.sleep(float(reply.headers.get("retry-after", 1)))
 
         await asyncio.gather(*(client() for _ in range(clients)))
@@ -102,12 +113,12 @@ def drive(base_url, model, texts, clients, rounds, max_seconds, budget=None) -> 
     return asyncio.run(_drive(base_url, model, texts, clients, rounds, max_seconds, budget))
 
 
-def lone_request(base_url: str, model: str, text: str) -> float:
-    """The seconds one request takes, alone."""
+def lone_request(base_url: str, model: str, text: str) -> tuple[float, httpx.Response]:
+    """The seconds one request takes, alone, and its reply."""
     start = time.perf_counter()
     body = {"model": model, "max_tokens": MAX_TOKENS, "messages": [{"role": "user", "content": text}]}
-    httpx.post(f"{base_url}/chat/completions", json=body, timeout=CLIENT_TIMEOUT_S).raise_for_status()
-    return time.perf_counter() - start
+    reply = httpx.post(f"{base_url}/chat/completions", json=body, timeout=CLIENT_TIMEOUT_S).raise_for_status()
+    return time.perf_counter() - start, reply
 
 
 def experts_busy(servers) -> bool:
@@ -132,7 +143,7 @@ def settle(base_url: str, model: str, text: str, servers, usual_s: float, ended:
     idle = time.monotonic() - ended
     while time.monotonic() - ended < 2 * SETTLE_LIMIT_S:
         try:
-            if lone_request(base_url, model, text) <= USUAL_FACTOR * usual_s:
+            if lone_request(base_url, model, text)[0] <= USUAL_FACTOR * usual_s:
                 break
         except httpx.HTTPError:
             time.sleep(0.5)
@@ -164,6 +175,7 @@ def summary(records: list[dict], ledger_usd: float) -> dict:
     ok["overhead_ms"] = ok["latency_ms"] - ok["expert-ms"].astype(float)
     price = ok["price-per-1m-usd"].astype(float)
     seconds = frame["done"].max() - frame["start"].min()
+    answers_usd = float((ok["total_tokens"].astype(float) * price).sum() / 1e6)
     return {
         "sent": len(frame),
         "answered": len(ok),
@@ -182,7 +194,9 @@ def summary(records: list[dict], ledger_usd: float) -> dict:
         "mean_price": price.mean(),
         "largest_window_mean": ok["window-mean-price"].astype(float).max(),
         "ledger_usd": ledger_usd,
-        "answers_usd": float((ok["total_tokens"].astype(float) * price).sum() / 1e6),
+        "answers_usd": answers_usd,
+        # equal but for the float sums' last bits (the ledger sums integer units; the answers, dollars)
+        "ledger_is_usage": bool(abs(ledger_usd - answers_usd) <= 1e-9 * max(answers_usd, 1e-12)),
         "passed_over_full": int((ok["full"] != "").sum()),
         "fell_back": int((ok["fallbacks"].astype(int) > 0).sum()),
         "by_expert": ok["expert"].value_counts().to_dict(),
@@ -251,14 +265,18 @@ def main() -> None:
                     timeout=600,
                     json={"model": endpoint.model, "max_tokens": 1, "prompt": "Hi"},
                 ).raise_for_status()
-            usual_s = sorted(lone_request(base_url, service.model_id, texts[i]) for i in range(3))[1]
-            print(f"a lone request: {usual_s:.2f} s (its usual time)", flush=True)
+            lone = [lone_request(base_url, service.model_id, texts[i]) for i in range(3)]
+            usual_s = sorted(seconds for seconds, _ in lone)[1]
+            # the policy's read of the first request the service got (it read one question before it listened)
+            first_ms = float(lone[0][1].headers["x-leeroo-routing-ms"])
+            print(f"a lone request: {usual_s:.2f} s (usual); the first one's routing {first_ms:.1f} ms", flush=True)
             for level in args.levels:
                 before = spent()
                 load = clients.apply(drive, (base_url, service.model_id, texts, level, args.rounds, args.max_seconds))
                 ended, level_spend = time.monotonic(), spent() - before  # before the recovery probes add theirs
                 idle_s, recovery_s = settle(base_url, service.model_id, texts[0], servers, usual_s, ended)
                 row = {"phase": "load", "clients": level, "budget": service.budget, "usual_s": usual_s}
+                row |= {"first_routing_ms": first_ms}
                 row |= summary(load, level_spend) | {"experts_idle_s": idle_s, "recovery_s": recovery_s}
                 phases.append(row)
                 report(f"load, {level} clients", row)
@@ -279,6 +297,7 @@ def main() -> None:
             victim = max(own, key=lambda e: served[e])
             endpoints[victim].server.stop()
             fault = {"phase": f"fault: {victim} killed", "clients": level, "budget": ample, "usual_s": usual_s}
+            fault |= {"first_routing_ms": first_ms}
             fault |= summary(pending.get(), spent() - spend)
             print(
                 f"fault (budget {ample:g}): killed the server of {victim}, the busiest, "
