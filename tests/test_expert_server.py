@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from leeroo_lib.experts.live_models import SMOLLM2_GGUF, SMOLLM2_PACKAGE, fp32_folder
-from leeroo_lib.experts.server import ExpertServer, free_port
+from leeroo_lib.experts.server import NICENESS, ExpertServer, free_port
 
 
 def gone(pid: int) -> bool:
@@ -31,10 +31,13 @@ def smollm2():
 
 
 @pytest.mark.server
-def test_serves_chat_on_the_given_port_then_stops_its_whole_group(smollm2):
+def test_serves_chat_on_the_given_port_below_its_starter_with_its_threads_then_stops_its_whole_group(smollm2):
     port = free_port()
-    with ExpertServer(smollm2, port=port) as server:
+    with ExpertServer(smollm2, port=port, threads=1) as server:
         assert server.base_url == f"http://127.0.0.1:{port}/v1"
+        process = psutil.Process(server.pid)
+        assert process.nice() == min(19, os.nice(0) + NICENESS)
+        assert process.environ()["OMP_NUM_THREADS"] == "1"
         listed = httpx.get(f"{server.base_url}/models").json()["data"]
         assert server.model_id in [m["id"] for m in listed]
         answer = httpx.post(

@@ -27,12 +27,18 @@ LOG_TAIL_CHARS = 3000
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # a server that ignores SIGTERM this long gets SIGKILL (transformers serve waits out an answer in flight)
 STOP_TIMEOUT_S = 5
+# A local expert shares the host's cores with the routing service and its clients; the service's decisions and
+# 429s must not queue behind generation, so the expert runs this much lower in the CPU scheduler's order.
+NICENESS = 10
 
 
-def _die_with_parent() -> None:
-    """In the child before exec (Linux): SIGTERM when the process that started it dies, even by SIGKILL,
-    so a killed notebook kernel or benchmark leaves no server behind."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def _before_exec() -> None:
+    """In the child before exec: below the routing service in CPU priority (``NICENESS``) and, on Linux, SIGTERM
+    when the process that started it dies, even by SIGKILL, so a killed notebook kernel or benchmark leaves no
+    server behind."""
+    os.nice(NICENESS)
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -49,9 +55,18 @@ class ExpertServer:
     ``stop()`` ends the server's whole process group by its pid and waits for it, so nothing is left
     running; it also runs at interpreter exit, and on Linux the server dies with the thread that
     started it. A server that dies or never answers raises ``RuntimeError`` with the tail of its log.
+    ``threads``: its torch threads (None: torch's default, one per core); servers sharing a few cores each take
+    their share, as threads beyond the cores stall one another.
     """
 
-    def __init__(self, model_dir, port: int | None = None, host: str = "127.0.0.1", ready_timeout_s: float = 180.0):
+    def __init__(
+        self,
+        model_dir,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        ready_timeout_s: float = 180.0,
+        threads: int | None = None,
+    ):
         self.model_dir = Path(model_dir).resolve()
         if not (self.model_dir / "config.json").is_file():
             raise FileNotFoundError(
@@ -61,6 +76,7 @@ class ExpertServer:
         self.host = host
         self.port = port
         self.ready_timeout_s = ready_timeout_s
+        self.threads = threads
         self.process: subprocess.Popen | None = None
         self.log_path: Path | None = None
         self._signalled_at: float | None = None  # when terminate() sent SIGTERM (time.monotonic)
@@ -111,9 +127,9 @@ class ExpertServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **OFFLINE_ENV},
+                env={**os.environ, **OFFLINE_ENV, **({"OMP_NUM_THREADS": str(self.threads)} if self.threads else {})},
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=_before_exec,
             )
         atexit.register(self.stop)  # an interpreter that exits without stop() (a notebook kernel) still ends it
         try:

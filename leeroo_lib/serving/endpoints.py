@@ -2,8 +2,9 @@
 made into the servers the service calls, the local ones started here.
 
 A ``local`` entry names a live expert of the profile; ``local_experts`` starts one ``transformers serve`` per
-model (however many entries name it) and stops them all on exit, every one signalled at once so that
-stopping takes as long as the slowest, not their sum.
+model (however many entries name it), each with its share of this machine's cores as torch threads and below
+the service in CPU priority, and stops them all on exit, every one signalled at once so that stopping takes as
+long as the slowest, not their sum.
 """
 
 from __future__ import annotations
@@ -79,12 +80,13 @@ def local_experts(cfg: Profile, entries: dict[str, EndpointEntry], free_ports: b
         if ports.get(name, port) != port:
             raise ValueError(f"local expert '{name}' is given two ports, {ports[name]} and {port}")
         ports[name] = port
+    threads = max(1, len(os.sched_getaffinity(0)) // max(1, len(ports)))  # the cores, shared out among the servers
     with contextlib.ExitStack() as stack:
         servers: dict[str, ExpertServer] = {}
         for name, port in ports.items():
             gguf = cfg.live_expert(name).gguf
             servers[name] = stack.enter_context(
-                ExpertServer(fp32_folder(**gguf.model_dump()), port=None if free_ports else port)
+                ExpertServer(fp32_folder(**gguf.model_dump()), port=None if free_ports else port, threads=threads)
             )
         # runs first on exit: every server gets its signal before any stop() waits on one
         stack.callback(lambda: [server.terminate() for server in servers.values()])
