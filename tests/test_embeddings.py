@@ -1,12 +1,13 @@
 """The embeddings cache: a question is embedded once, across objects and runs, and a chunk on disk is never lost."""
 
 import pickle
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from leeroo_lib.data.embeddings import CachedSentenceEmbedder, SentenceEmbedder
+from leeroo_lib.data.embeddings import CachedSentenceEmbedder, SentenceEmbedder, uncached_copy
 
 
 @pytest.fixture
@@ -67,3 +68,18 @@ def test_new_chunks_are_numbered_after_the_last_and_never_overwrite_one(tmp_path
     vectors = CachedSentenceEmbedder(tmp_path).embed(frame(4, 3, 2, 1, 0))
     assert model_calls == []  # every vector is still on disk
     np.testing.assert_array_equal(vectors[:, 0], [4, 3, 2, 1, 0])
+
+
+def test_a_policy_copied_for_a_service_embeds_past_the_run_cache_everywhere_and_forgets(tmp_path, model_calls):
+    cached = CachedSentenceEmbedder(tmp_path, max_length=64)
+    policy = SimpleNamespace(embedder=cached, bases_=[SimpleNamespace(embedder=cached)])  # as StackedPolicy's
+    served, plain = uncached_copy(policy)
+    assert type(plain) is SentenceEmbedder and plain.max_length == 64
+    assert served.embedder is plain and served.bases_[0].embedder is plain  # one encoder, shared as before
+    assert policy.embedder is cached and policy.bases_[0].embedder is cached  # the saved policy is untouched
+    plain.embed(frame(7, 8))
+    assert chunks(tmp_path) == [] and len(plain._memory) == 2  # nothing written into the run's cache
+    plain.forget()
+    assert plain._memory == {}
+    unembedded = SimpleNamespace(experts_=["a"])
+    assert uncached_copy(unembedded) == (unembedded, None)

@@ -10,6 +10,7 @@ MMLU takes minutes, so a notebook rerun, or several notebooks of one profile, sh
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
 from pathlib import Path
 
@@ -97,8 +98,24 @@ class SentenceEmbedder:
                         self._memory[todo["qkey"].iloc[i]] = vector
         return np.stack([self._memory[k] for k in questions["qkey"]])
 
+    def forget(self) -> None:
+        """Drop every remembered vector (a service reads each question once: kept, they would grow without end)."""
+        self._memory.clear()
+
     def __getstate__(self):
         return {"max_length": self.max_length, "batch_size": self.batch_size, "_memory": {}, "_model": None}
+
+
+def uncached_copy(policy):
+    """A copy of ``policy`` (and of every base that shares its encoder) that embeds with a plain ``SentenceEmbedder``
+    of the same settings, and that encoder; ``(policy, None)`` for a policy that embeds nothing. A saved policy
+    embeds through its run's ``CachedSentenceEmbedder``, which would write a chunk file into the run's cache for
+    every new question a service reads."""
+    embedder = getattr(policy, "embedder", None)
+    if not isinstance(embedder, SentenceEmbedder):
+        return policy, None
+    plain = SentenceEmbedder(max_length=embedder.max_length, batch_size=embedder.batch_size)
+    return copy.deepcopy(policy, memo={id(embedder): plain}), plain
 
 
 class CachedSentenceEmbedder(SentenceEmbedder):

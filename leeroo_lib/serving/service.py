@@ -52,6 +52,7 @@ import anyio
 import pandas as pd
 
 from ..config import ServiceSettings
+from ..data.embeddings import uncached_copy
 from ..routing.budget import RollingBudget, check_affordable, price_units
 from ..routing.orchestrator import Orchestrator
 from ..routing.policies.baselines import OraclePolicy
@@ -156,7 +157,7 @@ class RoutingService:
                 f"pool '{pool}' serves {missing} but the endpoints give no endpoint for them: add an "
                 f"entry per expert to configs/endpoints/<profile>.yaml"
             )
-        self.policy = orchestrator.policy_for(self.experts)
+        self.policy, self.embedder = uncached_copy(orchestrator.policy_for(self.experts))
         if isinstance(self.policy, OraclePolicy):
             raise ValueError("the oracle reads recorded outcomes, not a question: it cannot route new requests")
         self.orchestrator = orchestrator
@@ -233,8 +234,10 @@ class RoutingService:
 
     def read(self, messages: list[dict], subject: str | None) -> tuple[pd.Series, dict[str, int]]:
         """The policy's chance of success per expert of the pool, and the prompt's tokens as each expert
-        is sent it (blocking: run it off the event loop)."""
+        is sent it (blocking: run it off the event loop). The question's vector is not kept."""
         proba = self.policy.predict_proba(chat_question(messages, subject)).iloc[0][self.experts]
+        if self.embedder is not None:
+            self.embedder.forget()
         return proba, {e: counter.prompt(messages) for e, counter in self.counters.items()}
 
     def _messages_for(self, expert: str, messages: list[dict]) -> list[dict]:
