@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
 
 from leeroo_lib.config import CONFIG_DIR, PolicySettings, Profile, load_profile
 from leeroo_lib.data.benchmarks import load_questions
@@ -29,6 +30,7 @@ from leeroo_lib.routing.policies.embedding import (
     LogisticProbePolicy,
     MatrixFactorizationPolicy,
     StackedPolicy,
+    _success_proba,
 )
 from leeroo_lib.routing.policies.neural import CausalLMPolicy, EncoderPolicy
 from leeroo_lib.routing.policies.registry import CLASSES, NAMED
@@ -420,3 +422,13 @@ def test_stacked_policy_reads_the_subject_and_caps_its_questions():
     assert len(policy.bases_[1].targets_) == 100  # the kNN base holds the 100 rows it read
     # an expert's stacker reads its partners: the experts measured on at least half of its questions
     assert all(len(p) == len(EXPERTS) for p in policy.partners_.values())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_probe_reads_its_regressions_bit_for_bit_as_scikit_learn_does(dtype):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 20))
+    model = LogisticRegression(C=0.1).fit(x, x[:, 0] + rng.normal(size=300) > 0)
+    for rows in (rng.normal(size=(1, 20)), rng.normal(size=(257, 20))):
+        rows = rows.astype(dtype)
+        assert np.array_equal(_success_proba(model, rows), model.predict_proba(rows)[:, 1])
