@@ -270,13 +270,13 @@ def main() -> None:
             # the policy's read of the first request the service got (it read one question before it listened)
             first_ms = float(lone[0][1].headers["x-leeroo-routing-ms"])
             print(f"a lone request: {usual_s:.2f} s (usual); the first one's routing {first_ms:.1f} ms", flush=True)
+            lone_figures = {"usual_s": usual_s, "first_routing_ms": first_ms}  # in every phase's row
             for level in args.levels:
                 before = spent()
                 load = clients.apply(drive, (base_url, service.model_id, texts, level, args.rounds, args.max_seconds))
                 ended, level_spend = time.monotonic(), spent() - before  # before the recovery probes add theirs
                 idle_s, recovery_s = settle(base_url, service.model_id, texts[0], servers, usual_s, ended)
-                row = {"phase": "load", "clients": level, "budget": service.budget, "usual_s": usual_s}
-                row |= {"first_routing_ms": first_ms}
+                row = {"phase": "load", "clients": level, "budget": service.budget, **lone_figures}
                 row |= summary(load, level_spend) | {"experts_idle_s": idle_s, "recovery_s": recovery_s}
                 phases.append(row)
                 report(f"load, {level} clients", row)
@@ -296,8 +296,7 @@ def main() -> None:
             served = answered() - before
             victim = max(own, key=lambda e: served[e])
             endpoints[victim].server.stop()
-            fault = {"phase": f"fault: {victim} killed", "clients": level, "budget": ample, "usual_s": usual_s}
-            fault |= {"first_routing_ms": first_ms}
+            fault = {"phase": f"fault: {victim} killed", "clients": level, "budget": ample, **lone_figures}
             fault |= summary(pending.get(), spent() - spend)
             print(
                 f"fault (budget {ample:g}): killed the server of {victim}, the busiest, "

@@ -80,7 +80,8 @@ def local_experts(cfg: Profile, entries: dict[str, EndpointEntry], free_ports: b
         if ports.get(name, port) != port:
             raise ValueError(f"local expert '{name}' is given two ports, {ports[name]} and {port}")
         ports[name] = port
-    threads = max(1, len(os.sched_getaffinity(0)) // max(1, len(ports)))  # the cores, shared out among the servers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # Linux: ours
+    threads = max(1, cores // max(1, len(ports)))  # the cores, shared out among the servers
     with contextlib.ExitStack() as stack:
         servers: dict[str, ExpertServer] = {}
         for name, port in ports.items():
