@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -116,6 +117,16 @@ def test_03_measures_learning_curves_with_seeds_and_a_new_expert_mid_loop(run):
     joined = pd.read_csv(root / "results" / "selfplay_new_expert.csv")
     assert len(joined) == 2 and set(joined["loop_decision"]) <= {"serve", "refuse"}
     assert (joined["new_expert_evaluations"] <= 60).all() and joined["matches"].all()  # new_expert.max_evaluations
+
+
+def test_the_run_embeds_each_question_once(run):
+    """Self-play, every policy, the strategies and the hidden checks share one cache of sentence embeddings: across
+    the whole run, no question (its qkey is its text's) is embedded twice."""
+    _, root = run
+    chunks = sorted((root / "data" / "embeddings").rglob("chunk_*.npz"))
+    keys = pd.Series([key for chunk in chunks for key in np.load(chunk)["qkey"].tolist()])
+    assert len(chunks) and len(keys) > 600  # every training and test question some policy of the smoke run reads
+    assert not keys.duplicated().any(), f"embedded more than once: {keys[keys.duplicated()].head().tolist()}"
 
 
 def test_04_measures_the_goal_against_its_reference(run):
