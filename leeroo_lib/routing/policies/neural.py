@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ...data.benchmarks import question_texts
 from ...data.embeddings import length_batches, mean_pool, minilm_path, no_loading_bar
-from ...experts.live_models import SMOLLM2_GGUF, SMOLLM2_PACKAGE, fp32_folder, nf4_model
+from ...experts.live_models import SMOLLM2_GGUF, SMOLLM2_PACKAGE, fp32_folder, nf4_dequantized_once, nf4_model
 from .base import Policy, most_evaluated_questions, prior_accuracy, score_targets
 from .registry import register_policy
 from .training import masked_bce, train_with_early_stopping, validation_split
@@ -367,6 +367,10 @@ class CausalLMPolicy(_NeuralPolicy):
         )
         self._eval_mode()
         return self
+
+    def _predict_logits(self, ids: list[list[int]]) -> np.ndarray:
+        with nf4_dequantized_once(self.model_):
+            return super()._predict_logits(ids)
 
     def _save_model(self, path: Path) -> None:
         self.model_.save_pretrained(path / "lora")
