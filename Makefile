@@ -51,7 +51,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --no-compile "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PY) -m pip install --quiet --no-compile -e ".[notebooks,test,serving]"
+	$(PY) -m pip install --quiet --no-compile -e ".[notebooks,test,serving,bench]"
 	$(PY) -m pip install --quiet --no-compile --no-deps $(OFFLINE_PACKAGES)
 	@echo $$(( $$(date +%s) - $$(cat .venv-started) )) > $(VENV)/.install_seconds && rm -f .venv-started
 	touch $@
