@@ -37,16 +37,21 @@ from leeroo_lib.routing.pools import served_experts
 AUC_TOLERANCE = 0.002
 
 
-def int8_embedder(max_length: int) -> SentenceEmbedder:
-    """A ``SentenceEmbedder`` whose MiniLM has its linear layers in int8 (torch's dynamic quantization)."""
+def converted_embedder(max_length: int, convert, attention: str = "sdpa") -> SentenceEmbedder:
+    """A ``SentenceEmbedder`` whose MiniLM (loaded with ``attention``) runs as ``convert(model)`` makes it."""
     from transformers import AutoModel, AutoTokenizer
 
     embedder = SentenceEmbedder(max_length=max_length)
     with no_loading_bar():
         embedder._tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-        model = AutoModel.from_pretrained(minilm_path(), attn_implementation="sdpa").eval()
-    embedder._model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        model = AutoModel.from_pretrained(minilm_path(), attn_implementation=attention).eval()
+    embedder._model = convert(model)
     return embedder
+
+
+def int8(model):
+    """MiniLM with its linear layers in int8 (torch's dynamic quantization)."""
+    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 class OnnxMiniLM:
@@ -86,18 +91,6 @@ class OnnxMiniLM:
     def __call__(self, input_ids, attention_mask, **_):
         feed = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
         return SimpleNamespace(last_hidden_state=torch.from_numpy(self.session.run(None, feed)[0]))
-
-
-def onnx_embedder(max_length: int, folder: Path) -> SentenceEmbedder:
-    """A ``SentenceEmbedder`` whose MiniLM runs in ONNX Runtime (``OnnxMiniLM``)."""
-    from transformers import AutoModel, AutoTokenizer
-
-    embedder = SentenceEmbedder(max_length=max_length)
-    with no_loading_bar():
-        embedder._tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-        model = AutoModel.from_pretrained(minilm_path(), attn_implementation="eager").eval()
-    embedder._model = OnnxMiniLM(model, folder)
-    return embedder
 
 
 def one_question_ms(embedder: SentenceEmbedder, questions: pd.DataFrame) -> float:
@@ -144,8 +137,9 @@ def main() -> None:
     exported = tempfile.TemporaryDirectory()
     encoders = [
         ("fp32", SentenceEmbedder(max_length=max_length)),
-        ("int8", int8_embedder(max_length)),
-        ("onnxruntime", onnx_embedder(max_length, Path(exported.name))),
+        ("int8", converted_embedder(max_length, int8)),
+        # the exporter traces the eager attention
+        ("onnxruntime", converted_embedder(max_length, lambda m: OnnxMiniLM(m, Path(exported.name)), "eager")),
     ]
     for name, embedder in encoders:
         embedder.embed(both.head(1))  # the model loaded and warm before the clock starts
